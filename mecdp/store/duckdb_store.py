@@ -1,0 +1,103 @@
+"""The embedded store: one DuckDB file per workspace, schema by versioned migrations.
+
+DuckDB lets one process own a file read-write; `Store` is that ownership. Threads share it
+through `cursor()` (one cursor per thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from mecdp.errors import StoreBusy
+
+MIGRATIONS_PACKAGE = "mecdp.store.migrations"
+
+
+class Store:
+    """An open DuckDB workspace store."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self.con = con
+        self.path = path
+        self._local = threading.local()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the calling thread (DuckDB connections are not thread-safe)."""
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self.con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside BEGIN/COMMIT; rolled back if the block raises."""
+        cur = self.con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.close()
+            raise
+        cur.execute("COMMIT")
+        cur.close()
+
+    def schema_version(self) -> int:
+        row = self.cursor().execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The shipped migrations as (version, name, sql), in order."""
+    found = []
+    for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations not applied yet; returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0]) if row else 0
+    applied = []
+    for version, name, sql in migrations():
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        con.execute(sql)
+        con.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [version, name]
+        )
+        con.execute("COMMIT")
+        applied.append(name)
+    return applied
+
+
+def open_store(path: Path | None) -> Store:
+    """Open (and migrate) the store at `path`; `None` opens an in-memory store."""
+    try:
+        con = duckdb.connect(str(path) if path else ":memory:")
+    except duckdb.IOException as exc:
+        raise StoreBusy(
+            f"the store {path} is in use by another process (is `mecdp serve` running?)",
+            path=str(path),
+        ) from exc
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con)
+    return Store(con, path)
