@@ -1,0 +1,91 @@
+"""The HTTP application: collector, admin API, index page. `mecdp serve` runs it.
+
+The server process owns the DuckDB store; the CLI's writing verbs go through these routes
+while it runs (see `mecdp.api.client`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from mecdp import __version__
+from mecdp.api.admin import build_admin_router
+from mecdp.api.errors import install_error_handlers
+from mecdp.api.state import AppState
+from mecdp.collect.api import install_collector
+from mecdp.collect.quality import quality_report
+from mecdp.config import Settings, init_workspace
+from mecdp.store import open_store
+
+
+def create_app(settings: Settings, *, write_server_file: bool = True) -> FastAPI:
+    """Build the app; the store is opened (and owned) for the app's lifetime."""
+    init_workspace(settings)
+    state = AppState(settings=settings, store=open_store(settings.db_path))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for worker in state.workers:
+            worker.start()
+        if write_server_file:
+            settings.server_file.write_text(
+                json.dumps(
+                    {"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()}
+                )
+            )
+        try:
+            yield
+        finally:
+            if write_server_file:
+                settings.server_file.unlink(missing_ok=True)
+            for worker in reversed(state.workers):
+                worker.stop()
+            state.store.close()
+
+    app = FastAPI(
+        title="MeCDP",
+        version=__version__,
+        description="Customer data platform for medical-aesthetics clinic chains",
+        lifespan=lifespan,
+    )
+    app.state.mecdp = state
+    install_error_handlers(app)
+    install_collector(app, state)
+    app.include_router(build_admin_router(state))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return render_index(state)
+
+    return app
+
+
+def render_index(state: AppState) -> str:
+    """A plain status page until the console lands: sources and what they delivered."""
+    rows = quality_report(state.store.cursor())
+    body = "".join(
+        f"<tr><td>{html.escape(r.source_id)}</td><td>{html.escape(r.channel)}</td>"
+        f"<td>{html.escape(r.kind)}</td><td>{r.received:,}</td><td>{r.accepted:,}</td>"
+        f"<td>{r.quarantined:,}</td><td>{r.duplicates:,}</td></tr>"
+        for r in rows
+    )
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>MeCDP 客户数据平台</title>
+<style>body{{font-family:sans-serif;margin:2rem}}td,th{{padding:.3rem .8rem;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}</style></head>
+<body><h1>MeCDP 客户数据平台</h1>
+<p>版本 {__version__} · <a href="/docs">API 文档 (OpenAPI)</a></p>
+<h2>数据源 Sources</h2>
+<table><tr><th>数据源</th><th>渠道</th><th>类型</th><th>接收</th><th>接受</th><th>隔离</th>
+<th>重复</th></tr>{body}</table></body></html>"""
