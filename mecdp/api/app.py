@@ -22,13 +22,15 @@ from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
 from mecdp.config import Settings, init_workspace
-from mecdp.store import open_store
+from mecdp.store import Store, open_store
 
 
-def create_app(settings: Settings, *, write_server_file: bool = True) -> FastAPI:
-    """Build the app; the store is opened (and owned) for the app's lifetime."""
+def create_app(
+    settings: Settings, *, store: Store | None = None, write_server_file: bool = True
+) -> FastAPI:
+    """Build the app; it owns the store (opened here unless given) for its lifetime."""
     init_workspace(settings)
-    state = AppState(settings=settings, store=open_store(settings.db_path))
+    state = AppState(settings=settings, store=store or open_store(settings.db_path))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,9 +38,7 @@ def create_app(settings: Settings, *, write_server_file: bool = True) -> FastAPI
             worker.start()
         if write_server_file:
             settings.server_file.write_text(
-                json.dumps(
-                    {"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()}
-                )
+                json.dumps({"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()})
             )
         try:
             yield

@@ -1,0 +1,305 @@
+"""`mecdp <verb>`: the command line. Each verb parses options and calls one service.
+
+Verbs that write go through a running `mecdp serve` when one owns the store, and open the
+store themselves otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mecdp.api.client import running_server
+from mecdp.collect.sources import EVENT_KIND
+from mecdp.config import Settings, init_workspace
+from mecdp.errors import MeCdpError
+from mecdp.store import Store, open_store
+
+app = typer.Typer(
+    name="mecdp",
+    help="MeCDP: customer data platform for medical-aesthetics clinic chains.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+source_app = typer.Typer(help="Register and list data sources.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Context:
+    settings: Settings = Settings()
+
+
+_ctx = _Context()
+
+
+@app.callback()
+def main(
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            envvar="MECDP_WORKSPACE",
+            help="Workspace folder (default ./workspace)",
+        ),
+    ] = None,
+) -> None:
+    """Options shared by every verb."""
+    _ctx.settings = Settings(workspace=workspace) if workspace else Settings()
+
+
+def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Print a MeCdpError as one clear line and exit with its code (2 for bad input)."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except MeCdpError as exc:
+            details = " ".join(f"{k}={v}" for k, v in exc.details.items())
+            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+            if details:
+                err_console.print(f"  {details}", highlight=False, markup=False)
+            raise typer.Exit(exc.exit_code) from exc
+
+    return wrapper
+
+
+@contextmanager
+def local_store() -> Iterator[Store]:
+    """Open the workspace store in this process (no server owns it)."""
+    init_workspace(_ctx.settings)
+    store = open_store(_ctx.settings.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+@reports_errors
+def init() -> None:
+    """Create the workspace: folders, secrets and the store with its schema."""
+    with local_store() as store:
+        version = store.schema_version()
+    console.print(f"workspace ready: {_ctx.settings.workspace} (schema version {version})")
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+) -> None:
+    """Serve the HTTP API and collector; this process owns the store while it runs."""
+    import uvicorn
+
+    from mecdp.api.app import create_app
+
+    settings = _ctx.settings.model_copy(
+        update={"host": host or _ctx.settings.host, "port": port or _ctx.settings.port}
+    )
+    console.print(f"MeCDP serving {settings.workspace} at http://{settings.host}:{settings.port}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+@reports_errors
+def demo(
+    members: Annotated[int, typer.Option(help="Members in the generated chain")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving the API afterwards")
+    ] = True,
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+) -> None:
+    """Generate the demo clinic chain, ingest it through the real paths, print a summary."""
+    from mecdp.demo.pipeline import run_demo
+
+    settings = _ctx.settings.model_copy(
+        update={"host": host or _ctx.settings.host, "port": port or _ctx.settings.port}
+    )
+    run_demo(settings, members=members, seed=seed, serve=serve_after, console=console)
+
+
+@source_app.command("add")
+@reports_errors
+def source_add(
+    name: Annotated[str, typer.Argument(help="Source name: a-z, 0-9, _")],
+    channel: Annotated[str, typer.Option(help="Channel code, e.g. web, pos, douyin")],
+    kind: Annotated[
+        str, typer.Option(help="events, or a record kind: orders, appointments, ...")
+    ] = EVENT_KIND,
+    mapping: Annotated[str | None, typer.Option(help="Mapping for file imports")] = None,
+) -> None:
+    """Register a source; the new write key is printed as the last line."""
+    server = running_server(_ctx.settings)
+    if server:
+        created: dict[str, Any] = server.add_source(name, channel, kind, mapping)
+        write_key = str(created["write_key"])
+    else:
+        from mecdp.collect.sources import add_source
+
+        with local_store() as store:
+            write_key = add_source(
+                store.cursor(), name, channel=channel, kind=kind, mapping=mapping
+            ).write_key
+    console.print(f"source {name} added (channel {channel}, kind {kind}); write key:")
+    typer.echo(write_key)
+
+
+@source_app.command("list")
+@reports_errors
+def source_list() -> None:
+    """List registered sources (write keys are not shown)."""
+    server = running_server(_ctx.settings)
+    if server:
+        rows: list[dict[str, Any]] = server.list_sources()
+    else:
+        from mecdp.collect.sources import list_sources
+
+        with local_store() as store:
+            rows = [s.public() for s in list_sources(store.cursor())]
+    table = Table("source", "channel", "kind", "mapping", "created (UTC)")
+    for r in rows:
+        table.add_row(r["source_id"], r["channel"], r["kind"], r["mapping"] or "", r["created_at"])
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8/GBK), XLSX, JSONL or Parquet file")],
+    source: Annotated[str, typer.Option(help="Registered source the file comes from")],
+    mapping: Annotated[
+        str | None, typer.Option(help="Mapping name or YAML file (default: the source's)")
+    ] = None,
+) -> None:
+    """Import a file: map columns, clean, quarantine bad rows, keep the good ones."""
+    from mecdp.errors import InputError
+
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", field="file", value=str(file))
+    server = running_server(_ctx.settings)
+    if server:
+        report: dict[str, Any] = server.ingest(file, source, mapping)
+    else:
+        from mecdp.collect.importer import import_file
+
+        with local_store() as store, progress_bar() as bar:
+            task = bar.add_task(f"importing {file.name}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = import_file(
+                store, _ctx.settings, file, source_id=source, mapping=mapping, progress=advance
+            ).to_dict()
+    print_import_report(report)
+
+
+def print_import_report(report: dict[str, Any]) -> None:
+    if report.get("already_imported"):
+        console.print(f"{report['file_name']}: already imported for {report['source_id']}")
+        return
+    console.print(
+        f"{report['file_name']} → {report['source_id']}: read {report['rows_read']:,}, "
+        f"accepted {report['accepted']:,}, quarantined {report['quarantined']:,}, "
+        f"duplicates {report['duplicates']:,}"
+    )
+    for sample in report.get("sample_rejects", [])[:10]:
+        console.print(
+            f"  row {sample.get('row')}, column {sample.get('column')}: {sample.get('reason')}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command()
+@reports_errors
+def quality(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Per source: received, accepted, quarantined by reason, duplicates, fill rate per field."""
+    server = running_server(_ctx.settings)
+    if server:
+        rows: list[dict[str, Any]] = server.quality()
+    else:
+        from mecdp.collect.quality import quality_report
+
+        with local_store() as store:
+            rows = [q.to_dict() for q in quality_report(store.cursor())]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    print_quality(rows)
+
+
+def print_quality(rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        "source",
+        "channel",
+        "kind",
+        "received",
+        "accepted",
+        "quarantined",
+        "duplicates",
+        title="Sources",
+    )
+    for r in rows:
+        table.add_row(
+            r["source_id"],
+            r["channel"],
+            r["kind"],
+            f"{r['received']:,}",
+            f"{r['accepted']:,}",
+            f"{r['quarantined']:,}",
+            f"{r['duplicates']:,}",
+        )
+    console.print(table)
+    reasons = Table("source", "rule", "records", title="Quarantined by reason")
+    for r in rows:
+        for rule, n in r["quarantined_by_rule"].items():
+            reasons.add_row(r["source_id"], rule, f"{n:,}")
+    if reasons.row_count:
+        console.print(reasons)
+    fill = Table("source", "field fill rates", title="Fill rate per field")
+    for r in rows:
+        if r["fill_rate"]:
+            rates = ", ".join(f"{k} {v:.0%}" for k, v in r["fill_rate"].items())
+            fill.add_row(r["source_id"], rates)
+    if fill.row_count:
+        console.print(fill)
