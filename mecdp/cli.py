@@ -15,7 +15,6 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mecdp.api.client import running_server
@@ -23,6 +22,7 @@ from mecdp.collect.sources import EVENT_KIND
 from mecdp.config import Settings, init_workspace
 from mecdp.errors import MeCdpError
 from mecdp.store import Store, open_store
+from mecdp.terminal import print_import_report, print_quality, progress_bar
 
 app = typer.Typer(
     name="mecdp",
@@ -89,17 +89,6 @@ def local_store() -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -219,7 +208,7 @@ def ingest(
     else:
         from mecdp.collect.importer import import_file
 
-        with local_store() as store, progress_bar() as bar:
+        with local_store() as store, progress_bar(console) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
 
             def advance(done: int, total: int) -> None:
@@ -228,24 +217,7 @@ def ingest(
             report = import_file(
                 store, _ctx.settings, file, source_id=source, mapping=mapping, progress=advance
             ).to_dict()
-    print_import_report(report)
-
-
-def print_import_report(report: dict[str, Any]) -> None:
-    if report.get("already_imported"):
-        console.print(f"{report['file_name']}: already imported for {report['source_id']}")
-        return
-    console.print(
-        f"{report['file_name']} → {report['source_id']}: read {report['rows_read']:,}, "
-        f"accepted {report['accepted']:,}, quarantined {report['quarantined']:,}, "
-        f"duplicates {report['duplicates']:,}"
-    )
-    for sample in report.get("sample_rejects", [])[:10]:
-        console.print(
-            f"  row {sample.get('row')}, column {sample.get('column')}: {sample.get('reason')}",
-            highlight=False,
-            markup=False,
-        )
+    print_import_report(console, report)
 
 
 @app.command()
@@ -265,41 +237,4 @@ def quality(
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    print_quality(rows)
-
-
-def print_quality(rows: list[dict[str, Any]]) -> None:
-    table = Table(
-        "source",
-        "channel",
-        "kind",
-        "received",
-        "accepted",
-        "quarantined",
-        "duplicates",
-        title="Sources",
-    )
-    for r in rows:
-        table.add_row(
-            r["source_id"],
-            r["channel"],
-            r["kind"],
-            f"{r['received']:,}",
-            f"{r['accepted']:,}",
-            f"{r['quarantined']:,}",
-            f"{r['duplicates']:,}",
-        )
-    console.print(table)
-    reasons = Table("source", "rule", "records", title="Quarantined by reason")
-    for r in rows:
-        for rule, n in r["quarantined_by_rule"].items():
-            reasons.add_row(r["source_id"], rule, f"{n:,}")
-    if reasons.row_count:
-        console.print(reasons)
-    fill = Table("source", "field fill rates", title="Fill rate per field")
-    for r in rows:
-        if r["fill_rate"]:
-            rates = ", ".join(f"{k} {v:.0%}" for k, v in r["fill_rate"].items())
-            fill.add_row(r["source_id"], rates)
-    if fill.row_count:
-        console.print(fill)
+    print_quality(console, rows)

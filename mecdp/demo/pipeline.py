@@ -30,6 +30,7 @@ from mecdp.config import Settings, init_workspace
 from mecdp.demo.generator import DemoChain, generate_chain
 from mecdp.errors import MeCdpError
 from mecdp.store import Store, open_store
+from mecdp.terminal import print_quality, progress_bar
 
 EVENT_BATCH = 100
 
@@ -97,10 +98,8 @@ def load_reference_data(store: Store, chain: DemoChain) -> None:
 
 
 def import_demo_files(store: Store, settings: Settings, chain: DemoChain, console: Console) -> None:
-    from mecdp.cli import progress_bar
-
     cur = store.cursor()
-    with progress_bar() as bar:
+    with progress_bar(console) as bar:
         for f in chain.files:
             kind = load_mapping(f.mapping, settings.workspace).kind
             ensure_source(cur, f.source, channel=f.channel, kind=kind, mapping=f.mapping)
@@ -128,15 +127,13 @@ def _event_batches(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def send_demo_events(store: Store, chain: DemoChain, base_url: str, console: Console) -> None:
     """POST the tracking events to the collector as an SDK would (batches, Basic auth)."""
-    from mecdp.cli import progress_bar
-
     cur = store.cursor()
     keys = {
         name: ensure_source(cur, name, channel=channel).write_key
         for name, channel in chain.event_sources
     }
     total = sum(1 for _ in chain.events_path.open("rb"))
-    with httpx.Client(base_url=base_url, timeout=60) as http, progress_bar() as bar:
+    with httpx.Client(base_url=base_url, timeout=60) as http, progress_bar(console) as bar:
         task = bar.add_task("tracking events → HTTP collector", total=total)
 
         def post(item: tuple[str, list[dict[str, Any]]]) -> int:
@@ -166,7 +163,5 @@ def wait_for_stream(state: AppState, console: Console) -> None:
 
 
 def print_summary(store: Store, console: Console) -> None:
-    from mecdp.cli import print_quality
-
     console.print()
-    print_quality([q.to_dict() for q in quality_report(store.cursor())])
+    print_quality(console, [q.to_dict() for q in quality_report(store.cursor())])
