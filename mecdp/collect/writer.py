@@ -1,0 +1,352 @@
+"""Group commit to the raw log: one writer thread, one transaction for all pending requests.
+
+Request handlers put a `WriteRequest` on a queue and wait. The writer thread takes everything
+queued, inserts all messages with one Arrow `INSERT ... ON CONFLICT DO NOTHING RETURNING`,
+adds the quarantine rows and one `ingest_log` row per source, commits, and only then resolves
+each request. So an acknowledgement always means "committed", and under load many requests
+share one commit.
+
+`seq` is assigned here, monotonic from `max(seq)` at start. A message that turns out to be a
+duplicate leaves a gap in `seq`; readers follow the order, not density. Since there is a
+single writer, a reader never sees seq N+1 committed before seq N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from mecdp.collect.events import AcceptedMessage, utc_now
+from mecdp.store import Store
+
+log = logging.getLogger("mecdp.collect.writer")
+
+_RAW_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("source_id", pa.string()),
+        ("message_id", pa.string()),
+        ("received_at", pa.timestamp("us")),
+        ("event_time", pa.timestamp("us")),
+        ("payload", pa.string()),
+    ]
+)
+_QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_id", pa.string()),
+        ("origin", pa.string()),
+        ("record_kind", pa.string()),
+        ("ref", pa.string()),
+        ("field", pa.string()),
+        ("value", pa.string()),
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+        ("quarantined_at", pa.timestamp("us")),
+    ]
+)
+
+
+@dataclass(slots=True)
+class QuarantineEntry:
+    """One rejected message (or body) with the rule it broke."""
+
+    source_id: str | None
+    ref: str | None
+    field: str | None
+    value: str | None
+    rule: str
+    reason: str
+    payload: str | None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    accepted: int
+    duplicates: int
+    quarantined: int
+
+
+@dataclass(slots=True)
+class WriteRequest:
+    """What one HTTP request asks to store. `received` counts every message in it."""
+
+    source_id: str
+    received_at: datetime
+    messages: list[AcceptedMessage]
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+    received: int = 0
+    # exactly one of these is set by the writer's submit helpers
+    _loop: asyncio.AbstractEventLoop | None = None
+    _future: asyncio.Future[WriteResult] | Future[WriteResult] | None = None
+
+
+_STOP = object()
+
+
+def _resolve_many(
+    items: list[tuple[asyncio.Future[WriteResult], WriteResult | BaseException]],
+) -> None:
+    for fut, outcome in items:
+        if fut.done():  # the handler gave up waiting
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+
+
+class RawLogWriter:
+    """The single writer of `raw_events` (plus its quarantine and ingest_log rows)."""
+
+    def __init__(self, store: Store, *, origin: str = "http") -> None:
+        self._store = store
+        self._origin = origin
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._next_seq = 0
+        self.listeners: list[Callable[[int], None]] = []
+        self.commits = 0
+        self.messages_written = 0
+        self.last_seq = 0
+        self.last_commit_ms = 0.0
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        row = (
+            self._store.cursor().execute("SELECT coalesce(max(seq), 0) FROM raw_events").fetchone()
+        )
+        self.last_seq = int(row[0]) if row else 0
+        self._next_seq = self.last_seq + 1
+        self._thread = threading.Thread(target=self._run, name="mecdp-raw-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # submitting ----------------------------------------------------------------------------
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        """Queue `request` and wait until it is committed (from a running event loop)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[WriteResult] = loop.create_future()
+        request._loop, request._future = loop, fut
+        self._queue.put(request)
+        return await fut
+
+    def write_blocking(self, request: WriteRequest, timeout: float = 30.0) -> WriteResult:
+        """Queue `request` and wait (from a plain thread)."""
+        fut: Future[WriteResult] = Future()
+        request._future = fut
+        self._queue.put(request)
+        return fut.result(timeout)
+
+    # the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        cur = self._store.con.cursor()
+        try:
+            stopping = False
+            while not stopping:
+                item = self._queue.get()
+                pending: list[WriteRequest] = []
+                if item is _STOP:
+                    stopping = True
+                else:
+                    pending.append(item)
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                    else:
+                        pending.append(item)
+                if pending:
+                    self._commit(cur, pending)
+        finally:
+            cur.close()
+
+    def _commit(self, cur: Any, pending: list[WriteRequest]) -> None:
+        started = time.perf_counter()
+        first_seq = self._next_seq
+        seqs: list[int] = []
+        sources: list[str] = []
+        ids: list[str] = []
+        received_at: list[datetime] = []
+        times: list[datetime] = []
+        payloads: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        now = utc_now()
+        for req in pending:
+            for msg in req.messages:
+                key = (req.source_id, msg.message_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                seqs.append(self._next_seq)
+                self._next_seq += 1
+                sources.append(req.source_id)
+                ids.append(msg.message_id)
+                received_at.append(req.received_at)
+                times.append(msg.event_time)
+                payloads.append(msg.payload)
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            inserted: set[tuple[str, str]] = set()
+            written = 0
+            if seqs:
+                batch = pa.Table.from_arrays(
+                    [
+                        pa.array(seqs, pa.int64()),
+                        pa.array(sources, pa.string()),
+                        pa.array(ids, pa.string()),
+                        pa.array(received_at, pa.timestamp("us")),
+                        pa.array(times, pa.timestamp("us")),
+                        pa.array(payloads, pa.string()),
+                    ],
+                    schema=_RAW_SCHEMA,
+                )
+                cur.register("_raw_batch", batch)
+                rows = cur.execute(
+                    "INSERT INTO raw_events (seq, source_id, message_id, received_at, "
+                    "event_time, payload) SELECT * FROM _raw_batch "
+                    "ON CONFLICT DO NOTHING RETURNING source_id, message_id"
+                ).fetchall()
+                cur.unregister("_raw_batch")
+                inserted = {(r[0], r[1]) for r in rows}
+            written = len(inserted)
+            results = self._count(pending, inserted)
+            self._write_quarantine(cur, pending, now)
+            self._write_ingest_log(cur, pending, results, first_seq, now)
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            log.exception("raw log commit failed; %d requests answered with an error", len(pending))
+            with contextlib.suppress(Exception):  # the transaction may already be aborted
+                cur.execute("ROLLBACK")
+            self._next_seq = first_seq
+            self._resolve(pending, [exc] * len(pending))
+            return
+        if seqs:
+            self.last_seq = seqs[-1]
+        self.commits += 1
+        self.messages_written += written
+        self.last_commit_ms = (time.perf_counter() - started) * 1000
+        self._resolve(pending, list(results))
+        if written:
+            for listener in self.listeners:
+                listener(self.last_seq)
+
+    @staticmethod
+    def _count(pending: list[WriteRequest], inserted: set[tuple[str, str]]) -> list[WriteResult]:
+        results = []
+        for req in pending:
+            accepted = 0
+            for msg in req.messages:
+                key = (req.source_id, msg.message_id)
+                if key in inserted:
+                    inserted.discard(key)  # a later copy in this commit is a duplicate
+                    accepted += 1
+            results.append(
+                WriteResult(accepted, len(req.messages) - accepted, len(req.quarantined))
+            )
+        return results
+
+    def _write_quarantine(self, cur: Any, pending: list[WriteRequest], now: datetime) -> None:
+        entries = [e for req in pending for e in req.quarantined]
+        if not entries:
+            return
+        n = len(entries)
+        table = pa.Table.from_arrays(
+            [
+                pa.array([e.source_id for e in entries], pa.string()),
+                pa.array([self._origin] * n, pa.string()),
+                pa.array(["events"] * n, pa.string()),
+                pa.array([e.ref for e in entries], pa.string()),
+                pa.array([e.field for e in entries], pa.string()),
+                pa.array([e.value for e in entries], pa.string()),
+                pa.array([e.rule for e in entries], pa.string()),
+                pa.array([e.reason for e in entries], pa.string()),
+                pa.array([e.payload for e in entries], pa.string()),
+                pa.array([now] * n, pa.timestamp("us")),
+            ],
+            schema=_QUARANTINE_SCHEMA,
+        )
+        cur.register("_quarantine_batch", table)
+        cur.execute(
+            "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, "
+            "reason, payload, quarantined_at) SELECT * FROM _quarantine_batch"
+        )
+        cur.unregister("_quarantine_batch")
+
+    def _write_ingest_log(
+        self,
+        cur: Any,
+        pending: list[WriteRequest],
+        results: list[WriteResult],
+        first_seq: int,
+        now: datetime,
+    ) -> None:
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for req, res in zip(pending, results, strict=True):
+            t = totals[req.source_id]
+            t[0] += req.received
+            t[1] += res.accepted
+            t[2] += res.quarantined
+            t[3] += res.duplicates
+        for source_id, (received, accepted, quarantined, duplicates) in totals.items():
+            cur.execute(
+                "INSERT INTO ingest_log (source_id, origin, ref, received, accepted, "
+                "quarantined, duplicates, logged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    source_id,
+                    self._origin,
+                    f"seq:{first_seq}",
+                    received,
+                    accepted,
+                    quarantined,
+                    duplicates,
+                    now,
+                ],
+            )
+
+    @staticmethod
+    def _resolve(pending: list[WriteRequest], outcomes: list[Any]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = defaultdict(list)
+        for req, outcome in zip(pending, outcomes, strict=True):
+            fut = req._future
+            if req._loop is not None and isinstance(fut, asyncio.Future):
+                by_loop[req._loop].append((fut, outcome))
+            elif isinstance(fut, Future):
+                if isinstance(outcome, BaseException):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve_many, items)
