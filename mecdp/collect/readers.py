@@ -331,8 +331,8 @@ def _csv_header(utf8_path: Path) -> tuple[list[str], str] | None:
 
 def _csv_fast(
     con: duckdb.DuckDBPyConnection, utf8_path: Path, table: str, scan_lines: int
-) -> tuple[list[str], int] | None:
-    """DuckDB's parallel reader: when every record is one line, row = rowid + 2.
+) -> tuple[list[str], int, int] | None:
+    """DuckDB's parallel reader: when every record is one line, row = rowid - first + 2.
 
     Returns None (and lands nothing) when the file needs the careful path: a parse error,
     ragged rows, multi-line records or blank lines (row numbers would drift).
@@ -352,12 +352,17 @@ def _csv_fast(
     except duckdb.Error:
         con.execute(f'DROP TABLE IF EXISTS "{table}"')
         return None
-    row = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-    rows = int(row[0]) if row else 0
-    if rows + 1 != scan_lines:
+    # Rows keep file order (preserve_insertion_order), so the row number follows the rowid.
+    # Inside a transaction rowids start at a large base: offset by the first one.
+    row = con.execute(f'SELECT count(*), min(rowid), max(rowid) FROM "{table}"').fetchone()
+    rows, first, last = (int(row[0]), row[1], row[2]) if row else (0, None, None)
+    contiguous = rows == 0 or (
+        first is not None and last is not None and int(last) - int(first) + 1 == rows
+    )
+    if rows + 1 != scan_lines or not contiguous:
         con.execute(f'DROP TABLE "{table}"')
         return None
-    return headers, rows
+    return headers, rows, int(first or 0)
 
 
 def _csv_records(text: io.TextIOBase | Any, delimiter: str) -> Iterator[tuple[int, list[str]]]:
@@ -444,11 +449,12 @@ def read_csv_file(
             _transcode_to_utf8(path, encoding, utf8_path)
         fast = _csv_fast(con, utf8_path, table, scan.lines)
         if fast is not None:
-            headers, rows = fast
+            headers, rows, first_rowid = fast
             if progress:
                 progress(rows, rows)
+            row_sql = f"rowid + {2 - first_rowid}"
             return RawFile(
-                path, "csv", encoding, _dedupe_headers(headers), table, rows, row_sql="rowid + 2"
+                path, "csv", encoding, _dedupe_headers(headers), table, rows, row_sql=row_sql
             )
     headers, rows, rejects = _csv_careful(
         con, path, encoding, table, progress, max(scan.lines - 1, 0)

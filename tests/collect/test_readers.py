@@ -71,9 +71,7 @@ def test_quoted_multiline_csv_keeps_exact_row_numbers(
     tmp_path: Path, con: duckdb.DuckDBPyConnection
 ) -> None:
     path = tmp_path / "notes.csv"
-    path.write_text(
-        'id,note\n1,"two\nlines"\n\n2,plain\n3,"a,b",extra\n4,last\n', encoding="utf-8"
-    )
+    path.write_text('id,note\n1,"two\nlines"\n\n2,plain\n3,"a,b",extra\n4,last\n', encoding="utf-8")
     raw = read_file(con, path, "raw")
     assert raw.headers == ["id", "note"]
     assert landed(con, raw) == [(2, "1", "two\nlines"), (5, "2", "plain"), (7, "4", "last")]
@@ -101,7 +99,9 @@ def test_xlsx_dates_and_numbers_become_text(tmp_path: Path, con: duckdb.DuckDBPy
     assert sheet is not None
     sheet.append([])  # a blank first row: the header is the first non-empty row
     sheet.append(["订单号", "手机号", "消费金额", "下单时间", "生日", "序号"])
-    sheet.append(["A1", 13800138000, 1280.5, dt.datetime(2024, 3, 5, 14, 30), dt.date(1990, 1, 2), 45356])
+    sheet.append(
+        ["A1", 13800138000, 1280.5, dt.datetime(2024, 3, 5, 14, 30), dt.date(1990, 1, 2), 45356]
+    )
     sheet.append([None, None, None, None, None, None])
     sheet.append(["A2", "013800138000", 99, dt.datetime(2024, 3, 6), None, 7])
     book.save(path)
