@@ -12,22 +12,22 @@ from enum import StrEnum
 
 
 class FieldType(StrEnum):
-    TEXT = "text"              # trimmed, full-width -> half-width, inner spaces collapsed
-    CODE = "code"              # TEXT, upper-case, no spaces (store and item codes)
-    NAME = "name"              # person name: TEXT, no spaces between CJK characters
-    PHONE = "phone"            # E.164, +86 default
-    EMAIL = "email"            # lower-case, syntax-checked
-    GENDER = "gender"          # 'F' / 'M' from 女/男/F/M/female/male/1/0/2...
-    DATE = "date"              # 2024/3/5, 2024年3月5日, 20240305, Excel serial, epoch
-    TIMESTAMP = "timestamp"    # as DATE plus time of day; local (Asia/Shanghai) -> UTC
-    MONEY = "money"            # ¥1,280.00, 1.28万, fen -> BIGINT fen
+    TEXT = "text"  # trimmed, full-width -> half-width, inner spaces collapsed
+    CODE = "code"  # TEXT, upper-case, no spaces (store and item codes)
+    NAME = "name"  # person name: TEXT, no spaces between CJK characters
+    PHONE = "phone"  # E.164, +86 default
+    EMAIL = "email"  # lower-case, syntax-checked
+    GENDER = "gender"  # 'F' / 'M' from 女/男/F/M/female/male/1/0/2...
+    DATE = "date"  # 2024/3/5, 2024年3月5日, 20240305, Excel serial, epoch
+    TIMESTAMP = "timestamp"  # as DATE plus time of day; local (Asia/Shanghai) -> UTC
+    MONEY = "money"  # ¥1,280.00, 1.28万, fen -> BIGINT fen
     INTEGER = "integer"
     DECIMAL = "decimal"
-    BOOL = "bool"              # 是/否/Y/N/true/false/1/0
-    CHANNEL = "channel"        # clean.codes.CHANNELS via CHANNEL_SYNONYMS
-    ENUM = "enum"              # one of `Field.choices` (with synonyms)
+    BOOL = "bool"  # 是/否/Y/N/true/false/1/0
+    CHANNEL = "channel"  # clean.codes.CHANNELS via CHANNEL_SYNONYMS
+    ENUM = "enum"  # one of `Field.choices` (with synonyms)
     IDENTIFIER = "identifier"  # an identifier value: trimmed, no inner spaces, case kept
-    ID_CARD = "id_card"        # resident id-card number, checksum-validated, stored as keyed hash
+    ID_CARD = "id_card"  # resident id-card number, checksum-validated, stored as keyed hash
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,16 @@ class Field:
     # IDENTIFIER / PHONE / EMAIL / ID_CARD: the identifier type written to record_identifiers
     id_type: str | None = None
     description: str = ""
+    # MONEY only: 'fen' when the source already writes fen; None follows the mapping/options
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
 class RecordKind:
     name: str
-    table: str | None           # the kind's own table; None when it only feeds contacts
-    key: str | None             # natural key field; None means "hash of the whole row"
-    time_field: str | None      # the field that dates the record (observed_at)
+    table: str | None  # the kind's own table; None when it only feeds contacts
+    key: str | None  # natural key field; None means "hash of the whole row"
+    time_field: str | None  # the field that dates the record (observed_at)
     fields: tuple[Field, ...]
     description: str = ""
 
@@ -73,8 +75,12 @@ PERSON_FIELDS: tuple[Field, ...] = (
     Field("phone2", FieldType.PHONE, id_type="phone", description="备用手机号"),
     Field("email", FieldType.EMAIL, id_type="email", description="邮箱"),
     Field("wechat_unionid", FieldType.IDENTIFIER, id_type="wechat_unionid"),
-    Field("wechat_openid", FieldType.IDENTIFIER, id_type="wechat_openid",
-          description="openid; stored as '<wechat_appid>:<openid>' when the app is known"),
+    Field(
+        "wechat_openid",
+        FieldType.IDENTIFIER,
+        id_type="wechat_openid",
+        description="openid; stored as '<wechat_appid>:<openid>' when the app is known",
+    ),
     Field("wechat_appid", FieldType.IDENTIFIER, description="the app an openid belongs to"),
     Field("wecom_external_userid", FieldType.IDENTIFIER, id_type="wecom_external_userid"),
     Field("douyin_open_id", FieldType.IDENTIFIER, id_type="douyin_open_id"),
@@ -124,77 +130,129 @@ CATEGORIES = (
 )
 
 
-def _kind(name: str, table: str | None, key: str | None, time_field: str | None,
-          own: tuple[Field, ...], description: str) -> RecordKind:
+def _kind(
+    name: str,
+    table: str | None,
+    key: str | None,
+    time_field: str | None,
+    own: tuple[Field, ...],
+    description: str,
+) -> RecordKind:
     return RecordKind(name, table, key, time_field, own + PERSON_FIELDS, description)
 
 
-ORDERS = _kind("orders", "orders", "order_no", "ordered_at", (
-    Field("order_no", FieldType.TEXT, required=True, description="订单号"),
-    Field("store_code", FieldType.CODE, description="门店"),
-    Field("channel", FieldType.CHANNEL, description="渠道"),
-    Field("ordered_at", FieldType.TIMESTAMP, required=True, description="下单/消费时间"),
-    Field("item_code", FieldType.CODE, description="项目编码"),
-    Field("item_name", FieldType.TEXT, description="项目"),
-    Field("category", FieldType.ENUM, choices=CATEGORIES, description="项目类别"),
-    Field("quantity", FieldType.INTEGER, description="数量"),
-    Field("amount", FieldType.MONEY, required=True, description="消费金额"),
-    Field("paid", FieldType.MONEY, description="实收金额"),
-    Field("promo", FieldType.BOOL, description="是否促销"),
-    Field("order_type", FieldType.ENUM, choices=ORDER_TYPES, description="订单类型"),
-    Field("sessions", FieldType.INTEGER, description="疗程次数"),
-    Field("status", FieldType.TEXT, description="状态"),
-), "A purchase: POS, e-commerce, course card (疗程卡) or stored value (储值卡).")
+ORDERS = _kind(
+    "orders",
+    "orders",
+    "order_no",
+    "ordered_at",
+    (
+        Field("order_no", FieldType.TEXT, required=True, description="订单号"),
+        Field("store_code", FieldType.CODE, description="门店"),
+        Field("channel", FieldType.CHANNEL, description="渠道"),
+        Field("ordered_at", FieldType.TIMESTAMP, required=True, description="下单/消费时间"),
+        Field("item_code", FieldType.CODE, description="项目编码"),
+        Field("item_name", FieldType.TEXT, description="项目"),
+        Field("category", FieldType.ENUM, choices=CATEGORIES, description="项目类别"),
+        Field("quantity", FieldType.INTEGER, description="数量"),
+        Field("amount", FieldType.MONEY, required=True, description="消费金额"),
+        Field("paid", FieldType.MONEY, description="实收金额"),
+        Field("promo", FieldType.BOOL, description="是否促销"),
+        Field("order_type", FieldType.ENUM, choices=ORDER_TYPES, description="订单类型"),
+        Field("sessions", FieldType.INTEGER, description="疗程次数"),
+        Field("status", FieldType.TEXT, description="状态"),
+    ),
+    "A purchase: POS, e-commerce, course card (疗程卡) or stored value (储值卡).",
+)
 
-APPOINTMENTS = _kind("appointments", "appointments", "appointment_no", "scheduled_at", (
-    Field("appointment_no", FieldType.TEXT, required=True, description="预约号"),
-    Field("store_code", FieldType.CODE, description="门店"),
-    Field("channel", FieldType.CHANNEL, description="预约渠道"),
-    Field("item_code", FieldType.CODE, description="项目编码"),
-    Field("item_name", FieldType.TEXT, description="项目"),
-    Field("consultant", FieldType.NAME, description="咨询师"),
-    Field("scheduled_at", FieldType.TIMESTAMP, required=True, description="预约时间"),
-    Field("arrived_at", FieldType.TIMESTAMP, description="到店时间"),
-    Field("status", FieldType.ENUM, required=True, choices=APPOINTMENT_STATUS, description="状态"),
-), "A booking and whether the member came.")
+APPOINTMENTS = _kind(
+    "appointments",
+    "appointments",
+    "appointment_no",
+    "scheduled_at",
+    (
+        Field("appointment_no", FieldType.TEXT, required=True, description="预约号"),
+        Field("store_code", FieldType.CODE, description="门店"),
+        Field("channel", FieldType.CHANNEL, description="预约渠道"),
+        Field("item_code", FieldType.CODE, description="项目编码"),
+        Field("item_name", FieldType.TEXT, description="项目"),
+        Field("consultant", FieldType.NAME, description="咨询师"),
+        Field("scheduled_at", FieldType.TIMESTAMP, required=True, description="预约时间"),
+        Field("arrived_at", FieldType.TIMESTAMP, description="到店时间"),
+        Field(
+            "status", FieldType.ENUM, required=True, choices=APPOINTMENT_STATUS, description="状态"
+        ),
+    ),
+    "A booking and whether the member came.",
+)
 
-TREATMENTS = _kind("treatments", "treatments", "treatment_no", "performed_at", (
-    Field("treatment_no", FieldType.TEXT, required=True, description="治疗单号"),
-    Field("store_code", FieldType.CODE, description="门店"),
-    Field("item_code", FieldType.CODE, description="项目编码"),
-    Field("item_name", FieldType.TEXT, description="项目"),
-    Field("category", FieldType.ENUM, choices=CATEGORIES, description="项目类别"),
-    Field("doctor", FieldType.NAME, description="医生"),
-    Field("units", FieldType.DECIMAL, description="剂量/单位"),
-    Field("performed_at", FieldType.TIMESTAMP, required=True, description="治疗时间"),
-), "A treatment performed (sensitive medical data).")
+TREATMENTS = _kind(
+    "treatments",
+    "treatments",
+    "treatment_no",
+    "performed_at",
+    (
+        Field("treatment_no", FieldType.TEXT, required=True, description="治疗单号"),
+        Field("store_code", FieldType.CODE, description="门店"),
+        Field("item_code", FieldType.CODE, description="项目编码"),
+        Field("item_name", FieldType.TEXT, description="项目"),
+        Field("category", FieldType.ENUM, choices=CATEGORIES, description="项目类别"),
+        Field("doctor", FieldType.NAME, description="医生"),
+        Field("units", FieldType.DECIMAL, description="剂量/单位"),
+        Field("performed_at", FieldType.TIMESTAMP, required=True, description="治疗时间"),
+    ),
+    "A treatment performed (sensitive medical data).",
+)
 
-INTERACTIONS = _kind("interactions", "interactions", "interaction_no", "occurred_at", (
-    Field("interaction_no", FieldType.TEXT, description="记录号 (hash of the row when absent)"),
-    Field("channel", FieldType.CHANNEL, required=True, description="渠道"),
-    Field("type", FieldType.ENUM, required=True, choices=INTERACTION_TYPES, description="互动类型"),
-    Field("content", FieldType.TEXT, description="内容"),
-    Field("topic", FieldType.TEXT, description="话题/项目"),
-    Field("agent", FieldType.NAME, description="客服/坐席"),
-    Field("occurred_at", FieldType.TIMESTAMP, required=True, description="时间"),
-), "A social or service touch: like, comment, DM, lead form, call, chat, ticket.")
+INTERACTIONS = _kind(
+    "interactions",
+    "interactions",
+    "interaction_no",
+    "occurred_at",
+    (
+        Field("interaction_no", FieldType.TEXT, description="记录号 (hash of the row when absent)"),
+        Field("channel", FieldType.CHANNEL, required=True, description="渠道"),
+        Field(
+            "type", FieldType.ENUM, required=True, choices=INTERACTION_TYPES, description="互动类型"
+        ),
+        Field("content", FieldType.TEXT, description="内容"),
+        Field("topic", FieldType.TEXT, description="话题/项目"),
+        Field("agent", FieldType.NAME, description="客服/坐席"),
+        Field("occurred_at", FieldType.TIMESTAMP, required=True, description="时间"),
+    ),
+    "A social or service touch: like, comment, DM, lead form, call, chat, ticket.",
+)
 
-FEEDBACK = _kind("feedback", "feedback", "response_no", "submitted_at", (
-    Field("response_no", FieldType.TEXT, description="答卷编号 (hash of the row when absent)"),
-    Field("channel", FieldType.CHANNEL, description="渠道"),
-    Field("store_code", FieldType.CODE, description="门店"),
-    Field("item_code", FieldType.CODE, description="项目编码"),
-    Field("survey", FieldType.TEXT, description="问卷"),
-    Field("score", FieldType.INTEGER, description="评分/NPS"),
-    Field("text", FieldType.TEXT, description="意见"),
-    Field("submitted_at", FieldType.TIMESTAMP, required=True, description="提交时间"),
-), "A survey answer, NPS score or free-text comment.")
+FEEDBACK = _kind(
+    "feedback",
+    "feedback",
+    "response_no",
+    "submitted_at",
+    (
+        Field("response_no", FieldType.TEXT, description="答卷编号 (hash of the row when absent)"),
+        Field("channel", FieldType.CHANNEL, description="渠道"),
+        Field("store_code", FieldType.CODE, description="门店"),
+        Field("item_code", FieldType.CODE, description="项目编码"),
+        Field("survey", FieldType.TEXT, description="问卷"),
+        Field("score", FieldType.INTEGER, description="评分/NPS"),
+        Field("text", FieldType.TEXT, description="意见"),
+        Field("submitted_at", FieldType.TIMESTAMP, required=True, description="提交时间"),
+    ),
+    "A survey answer, NPS score or free-text comment.",
+)
 
-CONTACTS = _kind("contacts", None, "contact_no", "observed_at", (
-    Field("contact_no", FieldType.TEXT, description="记录号 (hash of the row when absent)"),
-    Field("store_code", FieldType.CODE, description="门店"),
-    Field("observed_at", FieldType.TIMESTAMP, description="登记时间"),
-), "A person record only: member master, lead list, third-party list.")
+CONTACTS = _kind(
+    "contacts",
+    None,
+    "contact_no",
+    "observed_at",
+    (
+        Field("contact_no", FieldType.TEXT, description="记录号 (hash of the row when absent)"),
+        Field("store_code", FieldType.CODE, description="门店"),
+        Field("observed_at", FieldType.TIMESTAMP, description="登记时间"),
+    ),
+    "A person record only: member master, lead list, third-party list.",
+)
 
 RECORD_KINDS: dict[str, RecordKind] = {
     k.name: k for k in (ORDERS, APPOINTMENTS, TREATMENTS, INTERACTIONS, FEEDBACK, CONTACTS)

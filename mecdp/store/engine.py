@@ -245,7 +245,7 @@ class DuckDBEngine(Engine):
         def arrow_func(*arrays: pa.Array) -> pa.Array:
             return pa.array(run(*(a.to_pylist() for a in arrays)), type=out_type)
 
-        from duckdb.func import PythonUDFType
+        from duckdb.func import FunctionNullHandling, PythonUDFType
 
         self.con.create_function(
             udf.name,
@@ -253,6 +253,7 @@ class DuckDBEngine(Engine):
             list(udf.arg_types),
             udf.return_type,
             type=PythonUDFType.ARROW,
+            null_handling=FunctionNullHandling.SPECIAL,
             side_effects=False,
         )
         self._udfs.add(udf.name)

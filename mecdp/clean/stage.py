@@ -1,0 +1,323 @@
+"""The cleaning stage: a staged table of raw strings -> typed records, contacts, identifiers
+and rejects, in one set-based pass on any engine.
+
+`clean_records` builds the SQL as data (clean.rules per field, stacked into CTE layers),
+runs it on the engine, and leaves four tables named `{out_prefix}_records`, `_contacts`,
+`_identifiers` and `_rejects`. A record with any failing field is rejected whole; its
+rejects name the field, the value (id-card numbers masked) and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mecdp.clean.kinds import PERSON_FIELDS, Field, FieldType, RecordKind
+from mecdp.clean.rules import (
+    PHONE_UDF,
+    RULE_TEXTS,
+    FieldSql,
+    clean_field,
+    id_card_udf,
+    lit,
+    sql_type,
+)
+from mecdp.errors import InputError
+from mecdp.store.engine import Engine, SqlStep
+
+# Kinds whose records must name someone: at least one identifier, else 'record.no_identifier'.
+NEEDS_IDENTIFIER = frozenset({"orders", "appointments", "treatments", "interactions", "feedback"})
+MONEY_UNITS = ("yuan", "fen")
+_PERSON_NAMES = frozenset(f.name for f in PERSON_FIELDS)
+_IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    source_id: str
+    hash_key: bytes  # keyed hash secret for id-card numbers
+    money_unit: str = "yuan"  # "yuan" or "fen"
+    # constant raw values for absent fields, e.g. {"channel": "pos"}
+    defaults: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CleanOutputs:
+    """Names of the engine tables the stage created."""
+
+    records: str
+    contacts: str
+    identifiers: str
+    rejects: str
+
+
+def output_column(f: Field) -> str:
+    """The column name of a field in the kind's table: money fields carry `_fen`."""
+    return f"{f.name}_fen" if f.type is FieldType.MONEY else f.name
+
+
+def record_fields(kind: RecordKind) -> list[Field]:
+    """The kind's own fields that go to its records table (plus customer_no for orders)."""
+    own = [f for f in kind.fields if f.name not in _PERSON_NAMES]
+    if kind.name == "orders":
+        key_at = next(i for i, f in enumerate(own) if f.name == kind.key)
+        own.insert(key_at + 1, kind.field("customer_no"))
+    return own
+
+
+def identifier_fields(kind: RecordKind) -> list[Field]:
+    return [f for f in kind.fields if f.id_type]
+
+
+def _validate(kind: RecordKind, options: CleanOptions, out_prefix: str) -> None:
+    if options.money_unit not in MONEY_UNITS:
+        raise InputError(
+            f"money unit must be one of {', '.join(MONEY_UNITS)}, not {options.money_unit!r}",
+            field="money_unit",
+            value=options.money_unit,
+        )
+    if not _IDENTIFIER_RE.match(out_prefix):
+        raise InputError(f"output prefix {out_prefix!r} is not a plain table name")
+    unknown = sorted(set(options.defaults) - {f.name for f in kind.fields})
+    if unknown:
+        raise InputError(
+            f"defaults name fields that {kind.name} does not have: {', '.join(unknown)}",
+            field="defaults",
+        )
+
+
+def field_rules(kind: RecordKind, options: CleanOptions) -> dict[str, FieldSql]:
+    """The cleaning SQL of every field of `kind`, over the raw columns `r__<field>`."""
+    return {
+        f.name: clean_field(f"r__{f.name}", f, f"h__{f.name}", money_unit=options.money_unit)
+        for f in kind.fields
+    }
+
+
+def _layers(rules: list[FieldSql]) -> list[list[tuple[str, str]]]:
+    """Stack every helper column into the first SELECT layer after the ones it refers to."""
+    level: dict[str, int] = {}
+    layers: list[list[tuple[str, str]]] = []
+    for rule in rules:
+        names: list[str] = []
+        for name, sql in rule.helpers:
+            deps = [n for n in names if re.search(rf"\b{re.escape(n)}\b", sql)]
+            at = 1 + max((level[d] for d in deps), default=-1)
+            level[name] = at
+            names.append(name)
+            while len(layers) <= at:
+                layers.append([])
+            layers[at].append((name, sql))
+    return layers
+
+
+def _reason_sql(f: Field, value: str, rule: str) -> str:
+    """The human sentence of a reject: names the field, the value and the rule."""
+    whens = " ".join(
+        f"WHEN {lit(r)} THEN {lit(text)}"
+        for r, text in RULE_TEXTS.items()
+        if r.startswith(f"{f.type.value}.")
+    )
+    text = f"CASE {rule} {whens} ELSE 'is invalid' END" if whens else "'is invalid'"
+    return (
+        f"CASE WHEN {rule} LIKE '%.required' THEN 'field ''{f.name}'' is required but empty' "
+        f"ELSE 'field ''{f.name}'': value ''' || coalesce({value}, '') || ''' ' || "
+        f"{text} END || ' (' || {rule} || ')'"
+    )
+
+
+def build_clean_steps(
+    kind: RecordKind, staged: str, staged_columns: list[str], options: CleanOptions
+) -> list[SqlStep]:
+    """The SQL steps that type and check every field; the last step is the cleaned table:
+    `_row, _ref, record_id, _keep, _bad`, the raw values `r__<field>`, the typed values
+    `v__<field>` and the errors `e__<field>` (plus `e__record`)."""
+    present = set(staged_columns)
+    source_id = lit(options.source_id)
+
+    # 1. raw values: staged columns, defaults for absent fields, else NULL
+    raw_cols: list[str] = []
+    live: list[Field] = []  # fields that can carry a value
+    for f in kind.fields:
+        if f.name in present:
+            raw = f"CAST({f.name} AS VARCHAR)"
+            if f.name in options.defaults:
+                raw = f"coalesce({raw}, {lit(options.defaults[f.name])})"
+            live.append(f)
+        elif f.name in options.defaults:
+            raw = lit(options.defaults[f.name])
+            live.append(f)
+        else:
+            raw = "CAST(NULL AS VARCHAR)"
+        raw_cols.append(f"{raw} AS r__{f.name}")
+    steps = [
+        SqlStep(
+            f"SELECT CAST(_row AS BIGINT) AS _row, CAST(_ref AS VARCHAR) AS _ref, "
+            f"{', '.join(raw_cols)}\nFROM {staged}",
+            "raw",
+        )
+    ]
+
+    # 2. per-field helper layers
+    all_rules = field_rules(kind, options)
+    rules = {f.name: all_rules[f.name] for f in live}
+    for i, layer in enumerate(_layers(list(rules.values()))):
+        cols = ",\n  ".join(f"{sql} AS {name}" for name, sql in layer)
+        steps.append(SqlStep(f"SELECT *,\n  {cols}\nFROM {steps[-1].output_table_name}", f"l{i}"))
+
+    # 3. typed values and errors (required fields checked here)
+    typed: list[str] = []
+    for f in kind.fields:
+        rule = rules.get(f.name)
+        value = rule.value if rule else f"CAST(NULL AS {sql_type(f.type)})"
+        error = rule.error if rule else "CAST(NULL AS VARCHAR)"
+        if f.required:
+            error = (
+                f"coalesce({error}, CASE WHEN {value} IS NULL THEN '{f.type.value}.required' END)"
+            )
+        typed.append(f"{value} AS v__{f.name}")
+        typed.append(f"{error} AS e__{f.name}")
+    ids = identifier_fields(kind)
+    no_id = "CAST(NULL AS VARCHAR)"
+    if kind.name in NEEDS_IDENTIFIER:
+        none = " AND ".join(f"v__{f.name} IS NULL AND e__{f.name} IS NULL" for f in ids)
+        no_id = f"CASE WHEN {none} THEN 'record.no_identifier' END"
+    steps.append(
+        SqlStep(
+            f"SELECT _row, _ref, {', '.join(f'r__{f.name}' for f in kind.fields)},\n  "
+            + ",\n  ".join(typed)
+            + f"\nFROM {steps[-1].output_table_name}",
+            "typed",
+        )
+    )
+
+    # 4. record id, accepted or not, first of its record id
+    row_hash = " || ',' || ".join(
+        f"coalesce(CAST(length(r__{f.name}) AS VARCHAR) || ':' || r__{f.name}, '-')"
+        for f in kind.fields
+    )
+    hashed = f"{source_id} || ':' || sha256({row_hash})"
+    if kind.key:
+        record_id = (
+            f"CASE WHEN v__{kind.key} IS NOT NULL THEN {source_id} || ':' || v__{kind.key} "
+            f"ELSE {hashed} END"
+        )
+    else:
+        record_id = hashed
+    bad = " OR ".join([f"e__{f.name} IS NOT NULL" for f in kind.fields] + ["e__record IS NOT NULL"])
+    steps.append(
+        SqlStep(
+            f"SELECT *, {record_id} AS record_id, {bad} AS _bad\n"
+            f"FROM (SELECT *, {no_id} AS e__record FROM typed) AS t",
+            "checked",
+        )
+    )
+    steps.append(
+        SqlStep(
+            "SELECT *, NOT _bad AND row_number() OVER "
+            "(PARTITION BY record_id, _bad ORDER BY _row) = 1 AS _keep\nFROM checked",
+            "cleaned",
+        )
+    )
+    return steps
+
+
+def _records_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
+    cols = ["record_id", "_row", "_ref"]
+    for f in record_fields(kind):
+        cols.append(f"v__{f.name} AS {output_column(f)}")
+    cols.append(f"{lit(source_id)} AS source_id")
+    if "observed_at" not in {f.name for f in record_fields(kind)}:
+        cols.append(f"{_observed_at(kind)} AS observed_at")
+    return f"SELECT {', '.join(cols)}\nFROM {cleaned}\nWHERE _keep"
+
+
+def _observed_at(kind: RecordKind) -> str:
+    return f"v__{kind.time_field}" if kind.time_field else "CAST(NULL AS TIMESTAMP)"
+
+
+def _contacts_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
+    store = "v__store_code" if any(f.name == "store_code" for f in kind.fields) else "NULL"
+    anyone = " OR ".join(f"v__{f.name} IS NOT NULL" for f in PERSON_FIELDS)
+    return (
+        f"SELECT record_id, {lit(kind.name)} AS record_kind, {lit(source_id)} AS source_id, "
+        "v__name AS name, v__gender AS gender, v__birthday AS birthday, v__city AS city, "
+        f"CAST({store} AS VARCHAR) AS store_code, {_observed_at(kind)} AS observed_at\n"
+        f"FROM {cleaned}\nWHERE _keep AND ({anyone})"
+    )
+
+
+def _identifiers_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
+    parts = []
+    for f in identifier_fields(kind):
+        value = f"v__{f.name}"
+        if f.name == "wechat_openid":
+            value = (
+                "CASE WHEN v__wechat_appid IS NOT NULL "
+                "THEN v__wechat_appid || ':' || v__wechat_openid ELSE v__wechat_openid END"
+            )
+        parts.append(
+            f"SELECT record_id, {lit(f.id_type or f.name)} AS id_type, {value} AS id_value, "
+            f"{_observed_at(kind)} AS observed_at\n"
+            f"FROM {cleaned} WHERE _keep AND v__{f.name} IS NOT NULL"
+        )
+    union = "\nUNION ALL\n".join(parts)
+    return (
+        f"SELECT DISTINCT record_id, {lit(kind.name)} AS record_kind, "
+        f"{lit(source_id)} AS source_id, id_type, id_value, observed_at\nFROM (\n{union}\n) AS i"
+    )
+
+
+def _rejects_sql(kind: RecordKind, cleaned: str, rules: dict[str, FieldSql]) -> str:
+    parts = []
+    for f in kind.fields:
+        rule = rules.get(f.name)
+        value = f"r__{f.name}"
+        if rule is not None and rule.reject_value is not None:
+            value = rule.reject_value
+        parts.append(
+            f"SELECT _row, _ref, {lit(f.name)} AS field, {value} AS value, "
+            f"e__{f.name} AS rule, {_reason_sql(f, value, f'e__{f.name}')} AS reason\n"
+            f"FROM bad WHERE e__{f.name} IS NOT NULL"
+        )
+    ids = ", ".join(f.name for f in identifier_fields(kind))
+    parts.append(
+        "SELECT _row, _ref, CAST(NULL AS VARCHAR) AS field, CAST(NULL AS VARCHAR) AS value, "
+        "e__record AS rule, "
+        f"'the record names no one: no identifier ({ids}) has a value (' || e__record || ')' "
+        "AS reason\nFROM bad WHERE e__record IS NOT NULL"
+    )
+    union = "\nUNION ALL\n".join(parts)
+    return f"WITH bad AS (SELECT * FROM {cleaned} WHERE _bad)\n{union}"
+
+
+def clean_records(
+    engine: Engine, kind: RecordKind, staged: str, options: CleanOptions, out_prefix: str
+) -> CleanOutputs:
+    """Clean the staged rows of `kind` into `{out_prefix}_records/_contacts/_identifiers/
+    _rejects` (see the module docstring and DESIGN.md, clean)."""
+    _validate(kind, options, out_prefix)
+    engine.register_udf(PHONE_UDF)
+    engine.register_udf(id_card_udf(options.hash_key))
+    steps = build_clean_steps(kind, staged, engine.columns(staged), options)
+    cleaned = f"{out_prefix}_cleaned"
+    engine.run_pipeline(steps, cleaned)
+    outputs = CleanOutputs(
+        records=f"{out_prefix}_records",
+        contacts=f"{out_prefix}_contacts",
+        identifiers=f"{out_prefix}_identifiers",
+        rejects=f"{out_prefix}_rejects",
+    )
+    try:
+        engine.create_table_as(outputs.records, _records_sql(kind, cleaned, options.source_id))
+        engine.create_table_as(outputs.contacts, _contacts_sql(kind, cleaned, options.source_id))
+        engine.create_table_as(
+            outputs.identifiers, _identifiers_sql(kind, cleaned, options.source_id)
+        )
+        engine.create_table_as(
+            outputs.rejects, _rejects_sql(kind, cleaned, field_rules(kind, options))
+        )
+    finally:
+        engine.drop(cleaned)
+    return outputs
