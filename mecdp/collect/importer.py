@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from collections.abc import Mapping as MappingType
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +78,51 @@ class ImportReport:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass
+class _ImportSession:
+    """One long-lived cursor and engine per store for imports.
+
+    DuckDB scalar functions are database-wide, but only the connection that created one may
+    replace it; the cleaning stage registers its UDFs on every run, so every import of a
+    store goes through the same engine (serialised by the lock).
+    """
+
+    cursor: duckdb.DuckDBPyConnection
+    engine: Any
+    lock: threading.Lock
+
+
+_SESSIONS: weakref.WeakKeyDictionary[Store, _ImportSession] = weakref.WeakKeyDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(store: Store) -> _ImportSession:
+    from mecdp.store.engine import DuckDBEngine
+
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(store)
+        if session is None:
+            cursor = store.con.cursor()
+            session = _ImportSession(cursor, DuckDBEngine(cursor), threading.Lock())
+            _SESSIONS[store] = session
+        return session
+
+
+@contextmanager
+def _import_transaction(store: Store) -> Iterator[tuple[duckdb.DuckDBPyConnection, Any]]:
+    """BEGIN/COMMIT on the store's import cursor; rolled back if the block raises."""
+    session = _session(store)
+    with session.lock:
+        cur = session.cursor
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur, session.engine
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
 
 
 def _now() -> datetime:
@@ -154,24 +202,17 @@ def _missing_columns_error(
 
 
 def _create_staged(
-    cur: duckdb.DuckDBPyConnection,
-    raw: RawFile,
-    kind: RecordKind,
-    match: HeaderMatch,
-    defaults: MappingType[str, str],
-    name: str,
+    cur: duckdb.DuckDBPyConnection, raw: RawFile, match: HeaderMatch, name: str
 ) -> None:
-    """A view with _row, _ref and one VARCHAR column per canonical field of the kind."""
+    """A view with _row, _ref and one VARCHAR column per field the file has.
+
+    Fields the file lacks are left out: the cleaning stage fills them from the defaults
+    (and checks no rule on a field that can never carry a value).
+    """
     ref_prefix = _sql_text(raw.path.name + ":")
     columns = [f"({raw.row_sql})::BIGINT AS _row", f"{ref_prefix} || ({raw.row_sql}) AS _ref"]
-    for fld in kind.fields:
-        if fld.name in match.fields:
-            expr = f"c{match.fields[fld.name]}"
-        elif fld.name in defaults:
-            expr = f"{_sql_text(defaults[fld.name])}::VARCHAR"
-        else:
-            expr = "NULL::VARCHAR"
-        columns.append(f"{expr} AS {_ident(fld.name)}")
+    for field_name, index in sorted(match.fields.items(), key=lambda item: item[1]):
+        columns.append(f"c{index} AS {_ident(field_name)}")
     cur.execute(f"CREATE TEMP VIEW {name} AS SELECT {', '.join(columns)} FROM {raw.table}")
 
 
@@ -270,7 +311,6 @@ def import_file(
 ) -> ImportReport:
     """Import one file for a registered source; see the module docstring."""
     from mecdp.clean.stage import CleanOptions, clean_records
-    from mecdp.store.engine import DuckDBEngine
 
     path = Path(path)
     if not path.is_file():
@@ -300,7 +340,7 @@ def import_file(
 
     report_progress(0, estimate)
     prefix = f"_imp_{import_id[:16]}"
-    with store.transaction() as cur:
+    with _import_transaction(store) as (cur, engine):
         done = _already_imported(cur, import_id, loaded)
         if done is not None:
             return done
@@ -318,14 +358,14 @@ def import_file(
             raise _missing_columns_error(path, loaded, missing, raw.headers)
 
         staged = f"{prefix}_staged"
-        _create_staged(cur, raw, kind, match, defaults, staged)
+        _create_staged(cur, raw, match, staged)
         options = CleanOptions(
             source_id=source_id,
             hash_key=settings.key(),
             money_unit=loaded.money_unit,
             defaults=defaults,
         )
-        outputs = clean_records(DuckDBEngine(cur), kind, staged, options, prefix)
+        outputs = clean_records(engine, kind, staged, options, prefix)
         report_progress(int(total * _CLEAN), total)
 
         now = _now()

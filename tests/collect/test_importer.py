@@ -310,9 +310,17 @@ def test_id_card_numbers_never_stored_in_plain_text(
         ).fetchone()
         assert hits == (0,), f"plain id-card number in {table}.{column}"
     assert all(ID_CARD not in json.dumps(s) for s in report.sample_rejects)
-    masked = cur.execute("SELECT payload FROM quarantine WHERE ref = 'ids.csv:3'").fetchone()
-    assert masked is not None
-    assert json.loads(masked[0])["身份证号"] == ID_CARD[:4] + "*" * 10 + ID_CARD[-4:]
+    payloads = dict(
+        cur.execute("SELECT DISTINCT ref, payload FROM quarantine ORDER BY ref").fetchall()
+    )
+    bad_row, other_row = json.loads(payloads["ids.csv:3"]), json.loads(payloads["ids.csv:4"])
+    assert bad_row["身份证号"] == BAD_ID_CARD[:4] + "*" * 10 + BAD_ID_CARD[-4:]
+    assert bad_row["备注"] == "copy " + BAD_ID_CARD[:4] + "*" * 10 + BAD_ID_CARD[-4:]
+    assert other_row["身份证号"] == ID_CARD[:4] + "*" * 10 + ID_CARD[-4:]
+    hashed = cur.execute(
+        "SELECT count(*) FROM record_identifiers WHERE id_type = 'id_card_hash'"
+    ).fetchone()
+    assert hashed == (1,)
 
 
 def test_progress_reaches_the_total(store: Store, settings: Settings, tmp_path: Path) -> None:
