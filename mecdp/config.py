@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, description="Keyed-hash secret; else read from the workspace key file"
     )
+    data_keys: str | None = Field(
+        default=None,
+        description="Field-encryption key ring as JSON; else read from secrets/data.keys",
+    )
+    session_ttl_minutes: int = Field(default=480, description="Lifetime of a login session")
+    login_max_failures: int = Field(
+        default=5, description="Failed logins per user and address before throttling"
+    )
+    login_window_minutes: int = Field(default=15, description="Login throttling window")
 
     @property
     def db_path(self) -> Path:
