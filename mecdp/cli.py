@@ -21,6 +21,7 @@ from mecdp.api.client import running_server
 from mecdp.collect.sources import EVENT_KIND
 from mecdp.config import Settings, init_workspace
 from mecdp.errors import MeCdpError
+from mecdp.privacy.cli import PRIVACY_COMMANDS
 from mecdp.store import Store, open_store
 from mecdp.terminal import print_import_report, print_quality, progress_bar
 
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 source_app = typer.Typer(help="Register and list data sources.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
+for _privacy_app, _name in PRIVACY_COMMANDS:  # user, apikey, keys, audit, consent
+    app.add_typer(_privacy_app, name=_name)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -1,23 +1,24 @@
 """Admin routes the CLI uses while a server owns the store: sources, file import, quality.
 
-Guarded by the workspace admin token (`secrets/admin.token`) until roles arrive.
+Each route declares its permission (`mecdp.api.deps.require`); the CLI calls them with the
+workspace admin token (`secrets/admin.token`), which authenticates as an admin API key.
 """
 
 from __future__ import annotations
 
-import hmac
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel
 
+from mecdp.api.deps import require
 from mecdp.api.state import AppState
 from mecdp.collect import sources as source_service
 from mecdp.collect.quality import quality_report
-from mecdp.errors import AuthenticationError
+from mecdp.privacy.roles import Permission
 
 
 class SourceCreate(BaseModel):
@@ -41,19 +42,22 @@ class SourceCreated(SourcePublic):
 
 
 def build_admin_router(state: AppState) -> APIRouter:
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = state.settings.admin_token()
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not token or not hmac.compare_digest(token, expected):
-            raise AuthenticationError("a valid admin token is required (Authorization: Bearer)")
+    router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-    router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-
-    @router.get("/sources", response_model=list[SourcePublic])
+    @router.get(
+        "/sources",
+        response_model=list[SourcePublic],
+        dependencies=[require(Permission.SOURCES_READ)],
+    )
     def list_sources() -> list[dict[str, object]]:
         return [s.public() for s in source_service.list_sources(state.store.cursor())]
 
-    @router.post("/sources", response_model=SourceCreated, status_code=201)
+    @router.post(
+        "/sources",
+        response_model=SourceCreated,
+        status_code=201,
+        dependencies=[require(Permission.SOURCES_MANAGE)],
+    )
     def add_source(body: SourceCreate) -> dict[str, object]:
         src = source_service.add_source(
             state.store.cursor(),
@@ -64,7 +68,7 @@ def build_admin_router(state: AppState) -> APIRouter:
         )
         return {**src.public(), "write_key": src.write_key}
 
-    @router.post("/ingest")
+    @router.post("/ingest", dependencies=[require(Permission.DATA_IMPORT)])
     def ingest_file(
         file: Annotated[UploadFile, File()],
         source: Annotated[str, Form()],
@@ -83,7 +87,7 @@ def build_admin_router(state: AppState) -> APIRouter:
         result: dict[str, object] = report.to_dict()
         return result
 
-    @router.get("/quality")
+    @router.get("/quality", dependencies=[require(Permission.QUALITY_READ)])
     def quality() -> list[dict[str, object]]:
         return [q.to_dict() for q in quality_report(state.store.cursor())]
 

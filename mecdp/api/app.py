@@ -17,7 +17,9 @@ from fastapi.responses import HTMLResponse
 
 from mecdp import __version__
 from mecdp.api.admin import build_admin_router
+from mecdp.api.deps import PUBLIC
 from mecdp.api.errors import install_error_handlers
+from mecdp.api.privacy import install_privacy
 from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
@@ -59,12 +61,13 @@ def create_app(
     install_error_handlers(app)
     install_collector(app, state)
     app.include_router(build_admin_router(state))
+    install_privacy(app, state)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", include_in_schema=False, dependencies=[PUBLIC])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, dependencies=[PUBLIC])
     def index() -> str:
         return render_index(state)
 
