@@ -445,27 +445,32 @@ def _write(
     count = cur.execute(f"SELECT count(*) FROM {new}").fetchone()
     accepted = int(count[0]) if count else 0
     stamp = {"ingested_at": f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"}
+    # Usually every cleaned record is new: then no semi-join is needed. Records new to the
+    # kind's table are new everywhere (imports are all-or-nothing), so their contacts and
+    # identifiers cannot conflict with stored rows and need no ON CONFLICT check.
+    every_record_new = accepted == _count(cur, outputs.records)
+
+    def only_new(table: str) -> str:
+        if every_record_new:
+            return f"SELECT * FROM {table}"
+        return f"SELECT * FROM {table} WHERE record_id IN (SELECT record_id FROM {new})"
+
     if kind.table is not None:
         _insert_matching(
             cur,
             kind.table,
-            f"SELECT * FROM {outputs.records} WHERE record_id IN (SELECT record_id FROM {new})",
+            only_new(outputs.records),
             _query_columns(cur, outputs.records),
             extra=stamp,
         )
     _insert_matching(
-        cur,
-        "contacts",
-        f"SELECT * FROM {outputs.contacts} WHERE record_id IN (SELECT record_id FROM {new})",
-        _query_columns(cur, outputs.contacts),
-        on_conflict=True,
+        cur, "contacts", only_new(outputs.contacts), _query_columns(cur, outputs.contacts)
     )
     _insert_matching(
         cur,
         "record_identifiers",
-        f"SELECT * FROM {outputs.identifiers} WHERE record_id IN (SELECT record_id FROM {new})",
+        only_new(outputs.identifiers),
         _query_columns(cur, outputs.identifiers),
-        on_conflict=True,
         distinct=True,
     )
 

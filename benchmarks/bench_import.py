@@ -1,0 +1,105 @@
+"""Import throughput: ~1M POS order rows from one CSV, end to end (read, clean, write).
+
+Prints a table with rows/s, and the same file through a minimal hand-written reference
+(bare DuckDB read_csv + INSERT into a plain table) with the ratio between the two.
+
+    .venv/bin/python benchmarks/bench_import.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from mecdp.collect.importer import import_file
+from mecdp.collect.sources import add_source
+from mecdp.config import Settings, init_workspace
+from mecdp.store import open_store
+
+HEADERS = ["订单号", "手机号", "姓名", "消费金额", "项目", "门店", "下单时间", "渠道", "数量"]
+ITEMS = ["水光针", "热玛吉", "超皮秒", "玻尿酸", "光子嫩肤"]
+NAMES = ["张三", "李四", "王芳", "刘洋", "陈静"]
+
+
+def write_orders(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as out:
+        out.write(",".join(HEADERS) + "\n")
+        for i in range(rows):
+            phone = f"13{rng.randrange(10**9):09d}"
+            day = rng.randrange(1, 28)
+            line = (
+                f"P{i:09d},{phone},{rng.choice(NAMES)},{rng.randrange(100, 30000)}.00,"
+                f"{rng.choice(ITEMS)},SH{rng.randrange(1, 40):02d},"
+                f"2024-03-{day:02d} {rng.randrange(9, 21):02d}:{rng.randrange(60):02d}:00,"
+                f"门店,{rng.randrange(1, 4)}\n"
+            )
+            out.write(line)
+
+
+def bench_import(path: Path, work: Path) -> tuple[float, int]:
+    settings = Settings(workspace=work / "ws")
+    init_workspace(settings)
+    store = open_store(settings.db_path)
+    try:
+        add_source(store.cursor(), "pos_bench", channel="pos", kind="orders", mapping="pos_orders")
+        start = time.perf_counter()
+        report = import_file(store, settings, path, source_id="pos_bench")
+        elapsed = time.perf_counter() - start
+    finally:
+        store.close()
+    assert report.quarantined == 0, report.sample_rejects[:3]
+    return elapsed, report.accepted
+
+
+def bench_reference(path: Path, work: Path) -> float:
+    con = duckdb.connect(str(work / "reference.duckdb"))
+    try:
+        con.execute(
+            "CREATE TABLE orders_plain (order_no VARCHAR, phone VARCHAR, name VARCHAR, "
+            "amount VARCHAR, item VARCHAR, store VARCHAR, ordered_at VARCHAR, channel VARCHAR, "
+            "quantity VARCHAR)"
+        )
+        start = time.perf_counter()
+        con.execute(
+            f"INSERT INTO orders_plain SELECT * FROM read_csv('{path}', all_varchar=true, "
+            "header=true)"
+        )
+        return time.perf_counter() - start
+    finally:
+        con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mecdp-bench-") as tmp:
+        work = Path(tmp)
+        path = work / "pos_orders.csv"
+        start = time.perf_counter()
+        write_orders(path, args.rows)
+        generated = time.perf_counter() - start
+        size_mb = path.stat().st_size / 1e6
+        elapsed, accepted = bench_import(path, work)
+        reference = bench_reference(path, work)
+    print(f"file: {args.rows:,} order rows, {size_mb:.0f} MB CSV (generated in {generated:.1f} s)")
+    print(f"{'run':<44} {'seconds':>8} {'rows/s':>12}")
+    print(
+        f"{'import_file (read+clean+write, 1 txn)':<44} {elapsed:>8.2f} "
+        f"{args.rows / elapsed:>12,.0f}"
+    )
+    print(
+        f"{'reference (read_csv + INSERT, plain table)':<44} {reference:>8.2f} "
+        f"{args.rows / reference:>12,.0f}"
+    )
+    print(f"ratio import/reference: {elapsed / reference:.1f}x slower; accepted {accepted:,}")
+
+
+if __name__ == "__main__":
+    main()
