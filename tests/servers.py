@@ -79,3 +79,60 @@ def start_server(workspace: Path) -> Iterator[RunningServer]:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+# --- privacy (issue 3): a workspace with one user and one API key per role -----------------
+
+PASSWORD = "correct horse battery"  # noqa: S105 - a test user's password
+
+
+@dataclass
+class PrivacyFixture:
+    """Credentials and data seeded into a workspace before its server starts."""
+
+    api_keys: dict[str, str]  # role -> API key
+    write_key: str
+    contacts: dict[str, str]  # record_id -> store_code
+
+
+def seed_privacy_workspace(workspace: Path) -> PrivacyFixture:
+    """Users `<role>1` (consultants serve store SH01), an API key per role, a write key and two
+    contact records (one in SH01, one in BJ01), written to the real store before serving."""
+    from mecdp.collect.sources import add_source
+    from mecdp.config import Settings, init_workspace
+    from mecdp.privacy import auth
+    from mecdp.privacy.crypto import load_keyring
+    from mecdp.privacy.roles import Role
+    from mecdp.store import open_store
+
+    settings = Settings(workspace=workspace)
+    init_workspace(settings)
+    load_keyring(settings)
+    store = open_store(settings.db_path)
+    try:
+        cur = store.cursor()
+        keys = {}
+        for role in Role:
+            store_code = "SH01" if role is Role.CONSULTANT else None
+            auth.add_user(cur, f"{role.value}1", PASSWORD, role.value, store_code)
+            keys[role.value], _ = auth.create_api_key(
+                cur, f"{role.value} key", role.value, "test", store_code
+            )
+        write_key = add_source(cur, "website", channel="web").write_key
+        contacts = {"c_sh": "SH01", "c_bj": "BJ01"}
+        people = {"c_sh": ("欧阳娜娜", "+8613812345678"), "c_bj": ("李四", "+8613900001111")}
+        for record_id, store_code in contacts.items():
+            name, phone = people[record_id]
+            cur.execute(
+                "INSERT INTO contacts (record_id, record_kind, source_id, name, store_code) "
+                "VALUES (?, 'members', 'crm', ?, ?)",
+                [record_id, name, store_code],
+            )
+            cur.execute(
+                "INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, "
+                "id_value) VALUES (?, 'members', 'crm', 'phone', ?)",
+                [record_id, phone],
+            )
+    finally:
+        store.close()
+    return PrivacyFixture(keys, write_key, contacts)

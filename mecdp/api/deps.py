@@ -21,7 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.params import Depends as DependsParam
-from fastapi.routing import APIRoute
+from fastapi.routing import RouteContext, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from mecdp.api.state import AppState
 from mecdp.errors import PermissionDenied
@@ -156,10 +157,22 @@ def _walk(dependant: Any) -> Iterator[Callable[..., Any]]:
         yield from _walk(sub)
 
 
-def declared_scopes(route: APIRoute) -> list[str]:
-    """The permissions / public markers a route declares (the matrix test wants exactly one)."""
+def app_routes(routes: list[BaseRoute]) -> list[RouteContext]:
+    """Every route of an app (`app.routes`), with included routers expanded."""
+    return list(iter_route_contexts(routes))
+
+
+def declared_scopes(route: Any) -> list[str]:
+    """The permissions / public markers a route declares (the matrix test wants exactly one).
+
+    `route` is an `APIRoute` or a `RouteContext` (whose dependant includes the dependencies
+    of the routers that include it).
+    """
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return []
     found = []
-    for call in _walk(route.dependant):
+    for call in _walk(dependant):
         scope = getattr(call, PERMISSION_ATTR, None)
         if scope is not None and str(scope) not in found:
             found.append(str(scope))
