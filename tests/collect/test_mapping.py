@@ -118,8 +118,10 @@ def test_shipped_mappings_load_by_name() -> None:
         ("name: bad\nkind: orders\ncolumns: {order_no: [a], phone: [a]}\n", "columns.phone"),
         ("name: other\nkind: orders\ncolumns: {order_no: [a]}\n", "name"),
         ("name: bad\nkind: orders\ncolor: red\ncolumns: {order_no: [a]}\n", "color"),
-        ("name: bad\nkind: orders\ndefaults: {nope: 1}\ncolumns: {order_no: [a]}\n",
-         "defaults.nope"),
+        (
+            "name: bad\nkind: orders\ndefaults: {nope: 1}\ncolumns: {order_no: [a]}\n",
+            "defaults.nope",
+        ),
         ("name: bad\nkind: orders\n", "columns"),
     ],
 )
