@@ -126,7 +126,7 @@ def test_unmasked_reads_are_scoped_purpose_bound_and_audited(
         reads = _audit(http, fixture, action="personal_data.read_unmasked")
         seen = {
             (r["actor_role"], tuple(r["member_refs"]), r["purpose"], r["outcome"]) for r in reads
-        }  # type: ignore[arg-type]
+        }
         assert ("consultant", ("record:c_sh",), "service", "ok") in seen
         assert ("consultant", ("record:c_bj",), "service", "denied") in seen
         assert ("compliance", ("record:c_sh",), "service", "denied") in seen
