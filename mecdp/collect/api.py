@@ -21,7 +21,7 @@ import base64
 import binascii
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -40,11 +40,9 @@ from mecdp.collect.events import (
     utc_now,
     validate_message,
 )
+from mecdp.collect.processor import StreamProcessor
 from mecdp.collect.writer import QuarantineEntry, RawLogWriter, WriteRequest
 from mecdp.errors import AuthenticationError, InputError, MeCdpError, PermissionDenied
-
-if TYPE_CHECKING:
-    from mecdp.collect.processor import StreamProcessor
 
 BATCH_PATHS = ("/v1/batch", "/v1/import", "/beacon/v1/batch")
 SINGLE_PATHS = {
@@ -400,6 +398,8 @@ class Collector:
                 "messages_written": writer.messages_written,
                 "queued_requests": writer.queued,
                 "last_commit_ms": round(writer.last_commit_ms, 3),
+                "requests_committed": writer.requests_committed,
+                "commit_seconds": round(writer.commit_seconds, 3),
             }
         }
         if self.processor is not None:
@@ -489,14 +489,9 @@ def install_collector(app: FastAPI, state: AppState) -> None:
     writer = RawLogWriter(state.store)
     collector = Collector(state, writer)
     state.workers.append(writer)
-    try:
-        from mecdp.collect.processor import StreamProcessor
-    except ImportError:  # the cleaning stage is not there yet
-        pass
-    else:
-        processor = StreamProcessor(state.store, state.settings)
-        writer.listeners.append(processor.notify)
-        collector.processor = processor
-        state.workers.append(processor)
+    processor = StreamProcessor(state.store, state.settings)
+    writer.listeners.append(processor.notify)
+    collector.processor = processor
+    state.workers.append(processor)
     app.add_middleware(CollectorMiddleware, collector=collector)
     app.state.collector = collector

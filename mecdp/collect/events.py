@@ -149,15 +149,16 @@ def parse_json(body: bytes) -> Any:
 
 def parse_time(value: Any) -> datetime | None:
     """An ISO-8601 date-time string as naive UTC; no offset means UTC. None if not one."""
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+    offset = parsed.utcoffset()
+    if offset is None:
+        return parsed
+    return parsed.replace(tzinfo=None) - offset
 
 
 def event_time(
@@ -169,13 +170,24 @@ def event_time(
     corrected: `receivedAt - (sentAt - originalTimestamp)`, with the batch's `sentAt` when the
     message has none. Without `originalTimestamp` the event happened when it was received.
     """
-    explicit = parse_time(message.get("timestamp"))
+    return _event_time(
+        parse_time(message.get("timestamp")),
+        parse_time(message.get("originalTimestamp")),
+        parse_time(message.get("sentAt")) or batch_sent_at,
+        received_at,
+    )
+
+
+def _event_time(
+    explicit: datetime | None,
+    original: datetime | None,
+    sent_at: datetime | None,
+    received_at: datetime,
+) -> datetime:
     if explicit is not None:
         return explicit
-    original = parse_time(message.get("originalTimestamp"))
     if original is None:
         return received_at
-    sent_at = parse_time(message.get("sentAt")) or batch_sent_at
     if sent_at is None:
         return original
     return received_at - (sent_at - original)
@@ -213,43 +225,62 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
-def _check_message(message: dict[str, Any]) -> None:
-    """Raise `_Invalid` naming the first broken rule."""
-    kind = message.get("type")
-    if not _present(kind):
-        raise _Invalid(
-            "type", kind, "type.required", f"type is required: one of {', '.join(MESSAGE_TYPES)}"
-        )
-    if kind not in MESSAGE_TYPES:
+def _is_id(value: Any) -> bool:
+    t = type(value)
+    return t is str or t is int
+
+
+_TYPE_SET = frozenset(MESSAGE_TYPES)
+
+
+def _check_message(message: dict[str, Any]) -> tuple[datetime | None, ...]:
+    """Raise `_Invalid` naming the first broken rule; else the parsed time fields."""
+    get = message.get
+    kind = get("type")
+    if kind not in _TYPE_SET:
+        if not _present(kind):
+            raise _Invalid(
+                "type",
+                kind,
+                "type.required",
+                f"type is required: one of {', '.join(MESSAGE_TYPES)}",
+            )
         raise _Invalid(
             "type",
             kind,
             "type.enum",
             f"type {_short(kind)!r} is not one of {', '.join(MESSAGE_TYPES)}",
         )
-    user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
-    for name, value in (("userId", user_id), ("anonymousId", anonymous_id)):
-        if _present(value) and (not isinstance(value, str | int) or isinstance(value, bool)):
+    user_id, anonymous_id = get("userId"), get("anonymousId")
+    if user_id is None or user_id == "":
+        if anonymous_id is None or anonymous_id == "":
             raise _Invalid(
-                name, value, "id.type", f"{name} must be a string (got {_json_type(value)})"
+                "userId",
+                None,
+                "identity.required",
+                "userId or anonymousId is required (both are missing or empty)",
             )
-    if not _present(user_id) and not _present(anonymous_id):
+    elif not _is_id(user_id):
         raise _Invalid(
-            "userId",
-            None,
-            "identity.required",
-            "userId or anonymousId is required (both are missing or empty)",
+            "userId", user_id, "id.type", f"userId must be a string (got {_json_type(user_id)})"
         )
-    message_id = message.get("messageId")
+    if anonymous_id is not None and anonymous_id != "" and not _is_id(anonymous_id):
+        raise _Invalid(
+            "anonymousId",
+            anonymous_id,
+            "id.type",
+            f"anonymousId must be a string (got {_json_type(anonymous_id)})",
+        )
+    message_id = get("messageId")
     if message_id is not None:
-        if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+        if not _is_id(message_id):
             raise _Invalid(
                 "messageId",
                 message_id,
                 "messageId.type",
                 f"messageId must be a string (got {_json_type(message_id)})",
             )
-        if len(str(message_id)) > MAX_MESSAGE_ID or str(message_id) == "":
+        if not 0 < len(str(message_id)) <= MAX_MESSAGE_ID:
             raise _Invalid(
                 "messageId",
                 message_id,
@@ -257,27 +288,32 @@ def _check_message(message: dict[str, Any]) -> None:
                 f"messageId must be 1-{MAX_MESSAGE_ID} characters",
             )
     for name in _OBJECT_FIELDS:
-        value = message.get(name)
-        if value is not None and not isinstance(value, dict):
+        value = get(name)
+        if value is not None and type(value) is not dict:
             raise _Invalid(
                 name,
                 value,
                 "field.object",
                 f"{name} must be a JSON object (got {_json_type(value)})",
             )
-    context = message.get("context")
-    if isinstance(context, dict):
+    context = get("context")
+    if context is not None:
         traits = context.get("traits")
-        if traits is not None and not isinstance(traits, dict):
+        if traits is not None and type(traits) is not dict:
             raise _Invalid(
                 "context.traits",
                 traits,
                 "field.object",
                 f"context.traits must be a JSON object (got {_json_type(traits)})",
             )
+    times: list[datetime | None] = []
     for name in _TIME_FIELDS:
-        value = message.get(name)
-        if value is not None and parse_time(value) is None:
+        value = get(name)
+        if value is None:
+            times.append(None)
+            continue
+        parsed = parse_time(value)
+        if parsed is None:
             raise _Invalid(
                 name,
                 value,
@@ -285,33 +321,31 @@ def _check_message(message: dict[str, Any]) -> None:
                 f"{name} must be an ISO-8601 date-time string, "
                 f"e.g. 2024-03-05T08:30:00.000Z (got {_short(value)!r})",
             )
+        times.append(parsed)
     for name in _STRING_FIELDS:
-        value = message.get(name)
-        if value is not None and not isinstance(value, str):
+        value = get(name)
+        if value is not None and type(value) is not str:
             raise _Invalid(
                 name, value, "field.string", f"{name} must be a string (got {_json_type(value)})"
             )
-    if kind == "track" and not _present(message.get("event")):
+    if kind == "track":
+        if not _present(get("event")):
+            raise _Invalid(
+                "event", get("event"), "track.event_required", "a track message needs an event name"
+            )
+    elif kind == "alias":
+        if not _present(get("previousId")):
+            raise _Invalid(
+                "previousId",
+                get("previousId"),
+                "alias.previous_id_required",
+                "an alias message needs previousId",
+            )
+    elif kind == "group" and not _present(get("groupId")):
         raise _Invalid(
-            "event",
-            message.get("event"),
-            "track.event_required",
-            "a track message needs an event name",
+            "groupId", get("groupId"), "group.group_id_required", "a group message needs groupId"
         )
-    if kind == "alias" and not _present(message.get("previousId")):
-        raise _Invalid(
-            "previousId",
-            message.get("previousId"),
-            "alias.previous_id_required",
-            "an alias message needs previousId",
-        )
-    if kind == "group" and not _present(message.get("groupId")):
-        raise _Invalid(
-            "groupId",
-            message.get("groupId"),
-            "group.group_id_required",
-            "a group message needs groupId",
-        )
+    return tuple(times)
 
 
 def _dump(value: Any) -> str:
@@ -350,11 +384,12 @@ def validate_message(
     if extra or "writeKey" in message:
         message = {k: v for k, v in message.items() if k != "writeKey"}
         message.update(extra)
-    payload = orjson.dumps(message).decode()
+    encoded = orjson.dumps(message)
+    payload = encoded.decode()
     raw_id = message.get("messageId")
-    message_id = str(raw_id) if isinstance(raw_id, str | int) and raw_id != "" else None
-    if len(payload.encode()) > max_event_bytes:
-        size = len(payload.encode())
+    message_id = str(raw_id) if _is_id(raw_id) and raw_id != "" else None
+    if len(encoded) > max_event_bytes:
+        size = len(encoded)
         return RejectedMessage(
             index,
             "event",

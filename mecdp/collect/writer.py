@@ -122,6 +122,8 @@ class RawLogWriter:
         self.messages_written = 0
         self.last_seq = 0
         self.last_commit_ms = 0.0
+        self.requests_committed = 0
+        self.commit_seconds = 0.0
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -256,7 +258,10 @@ class RawLogWriter:
             self.last_seq = seqs[-1]
         self.commits += 1
         self.messages_written += written
-        self.last_commit_ms = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
+        self.last_commit_ms = elapsed * 1000
+        self.commit_seconds += elapsed
+        self.requests_committed += len(pending)
         self._resolve(pending, list(results))
         if written:
             for listener in self.listeners:

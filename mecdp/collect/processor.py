@@ -1,0 +1,324 @@
+"""The stream processor: follows the raw log by `seq` and normalises each message into
+`events`, plus the person data it carries into `contacts` and `record_identifiers`.
+
+It runs as a background thread of the server. Each step reads the messages after its
+checkpoint (`stream_checkpoints` row 'clean_events'), writes everything, and advances the
+checkpoint in the same transaction: after a crash it resumes exactly where the last commit
+left it, and every write is idempotent on `record_id = source_id:messageId` anyway.
+
+Person data of a message (in order of precedence): `traits` of an identify, `context.traits`,
+`context.externalIds` ([{id, type}], type named like an identifier field), and
+`context.device.advertisingId` (idfa on iOS, oaid on Android/HarmonyOS). Trait names are
+matched in snake_case and camelCase (`wechat_unionid`, `wechatUnionId`, `unionid`, ...). They
+go through the shared cleaning stage as kind `contacts`; a value that breaks a rule (a bad
+phone) quarantines the message's person data with origin 'stream' (the event itself is kept).
+`userId` and `anonymousId` become identifiers 'user_id' and 'anonymous_id'.
+
+What is counted where: the collector's `ingest_log` rows (origin 'http') count what was
+received, accepted, quarantined and duplicated. This processor adds rows with origin
+'stream' only when it quarantines person data (received = accepted = duplicates = 0), so
+`received` is never counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from mecdp.clean.kinds import PERSON_FIELDS, RECORD_KINDS
+from mecdp.config import Settings
+from mecdp.store import Store
+
+log = logging.getLogger("mecdp.collect.processor")
+
+CHECKPOINT = "clean_events"
+BATCH_SIZE = 20_000
+
+# person field -> trait names accepted for it (first match wins)
+TRAIT_NAMES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "fullName", "full_name"),
+    "gender": ("gender", "sex"),
+    "birthday": ("birthday", "birthdate", "dateOfBirth", "date_of_birth"),
+    "city": ("city", "address.city"),
+    "phone": ("phone", "mobile", "phoneNumber", "phone_number"),
+    "phone2": ("phone2",),
+    "email": ("email",),
+    "wechat_unionid": ("wechat_unionid", "wechatUnionId", "unionid", "unionId"),
+    "wechat_openid": ("wechat_openid", "wechatOpenId", "openid", "openId"),
+    "wechat_appid": ("wechat_appid", "wechatAppId"),
+    "wecom_external_userid": ("wecom_external_userid", "wecomExternalUserId"),
+    "douyin_open_id": ("douyin_open_id", "douyinOpenId"),
+    "xhs_user_id": ("xhs_user_id", "xhsUserId"),
+    "weibo_uid": ("weibo_uid", "weiboUid"),
+    "idfa": ("idfa",),
+    "oaid": ("oaid",),
+    "imei": ("imei",),
+    "android_id": ("android_id", "androidId"),
+    "member_no": ("member_no", "memberNo"),
+    "id_card": ("id_card", "idCard"),
+    "customer_no": ("customer_no", "customerNo"),
+    "store_code": ("store_code", "storeCode"),
+}
+_ID_FIELDS = {f.name for f in PERSON_FIELDS if f.id_type}
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _trait_sql(field: str) -> str:
+    """SQL for one person field from the message JSON `p` (a column of type JSON)."""
+    candidates = []
+    names = TRAIT_NAMES[field]
+    for name in names:
+        candidates.append(
+            f"CASE WHEN p->>'$.type' = 'identify' THEN p->>{_lit('$.traits.' + name)} END"
+        )
+    for name in names:
+        candidates.append(f"p->>{_lit('$.context.traits.' + name)}")
+    if field in _ID_FIELDS:
+        types = ", ".join(_lit(n) for n in names)
+        candidates.append(
+            "list_filter(CAST(json_extract(p, '$.context.externalIds[*]') AS JSON[]), "
+            f"x -> (x->>'$.type') IN ({types}))[1]->>'$.id'"
+        )
+    if field == "idfa":
+        candidates.append(
+            "CASE WHEN lower(p->>'$.context.os.name') IN ('ios', 'ipados') "
+            "THEN p->>'$.context.device.advertisingId' END"
+        )
+    if field == "oaid":
+        candidates.append(
+            "CASE WHEN lower(p->>'$.context.os.name') IN ('android', 'harmonyos') "
+            "THEN p->>'$.context.device.advertisingId' END"
+        )
+    return f"nullif(trim(coalesce({', '.join(candidates)})), '') AS {field}"
+
+
+class StreamProcessor:
+    """Background worker: raw_events -> events, contacts, record_identifiers."""
+
+    def __init__(self, store: Store, settings: Settings, *, batch_size: int = BATCH_SIZE) -> None:
+        self._store = store
+        self._settings = settings
+        self._batch_size = batch_size
+        self._interval = settings.stream_interval_ms / 1000
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.checkpoint = 0
+        self.head = 0
+        self.batches = 0
+        self.events_written = 0
+        self.last_error: str | None = None
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        cur = self._store.cursor()
+        row = cur.execute(
+            "SELECT seq FROM stream_checkpoints WHERE name = ?", [CHECKPOINT]
+        ).fetchone()
+        self.checkpoint = int(row[0]) if row else 0
+        head = cur.execute("SELECT coalesce(max(seq), 0) FROM raw_events").fetchone()
+        self.head = int(head[0]) if head else 0
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="mecdp-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+        self._thread = None
+
+    def notify(self, seq: int) -> None:
+        """Called by the raw-log writer after each commit."""
+        if seq > self.head:
+            self.head = seq
+        self._wake.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything committed to the raw log so far is processed."""
+        target = self.head
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._progress:
+            while self.checkpoint < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.5))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "head": max(self.head, self.checkpoint),
+            "lag": max(0, self.head - self.checkpoint),
+            "batches": self.batches,
+            "events_written": self.events_written,
+            "last_error": self.last_error,
+        }
+
+    # the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                while not self._stopping.is_set() and self.process_batch():
+                    pass
+                self.last_error = None
+            except Exception as exc:  # keep following; the batch is retried next round
+                log.exception("stream processing failed at seq %d", self.checkpoint)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._stopping.wait(1.0)
+
+    def process_batch(self) -> int:
+        """Process the next batch after the checkpoint; returns how many messages it read."""
+        from mecdp.collect.importer import _import_transaction
+
+        with _import_transaction(self._store) as (cur, engine):
+            row = cur.execute(
+                "SELECT seq FROM stream_checkpoints WHERE name = ?", [CHECKPOINT]
+            ).fetchone()
+            checkpoint = int(row[0]) if row else 0
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE _stream_batch AS "
+                "SELECT r.seq, r.source_id, r.message_id, r.received_at, "
+                "coalesce(r.event_time, r.received_at) AS event_time, r.payload, "
+                "CAST(r.payload AS JSON) AS p, s.channel "
+                "FROM raw_events r LEFT JOIN sources s USING (source_id) "
+                f"WHERE r.seq > ? ORDER BY r.seq LIMIT {int(self._batch_size)}",
+                [checkpoint],
+            )
+            stats = cur.execute("SELECT count(*), max(seq) FROM _stream_batch").fetchone()
+            count = int(stats[0]) if stats else 0
+            if count == 0:
+                cur.execute("DROP TABLE temp._stream_batch")
+                return 0
+            new_checkpoint = int(stats[1]) if stats else checkpoint
+            written = self._write_events(cur)
+            self._write_people(cur, engine, checkpoint + 1)
+            cur.execute(
+                "INSERT INTO stream_checkpoints VALUES (?, ?, now()::TIMESTAMP) "
+                "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, "
+                "updated_at = excluded.updated_at",
+                [CHECKPOINT, new_checkpoint],
+            )
+            cur.execute("DROP TABLE temp._stream_batch")
+        with self._progress:
+            self.checkpoint = new_checkpoint
+            self.head = max(self.head, new_checkpoint)
+            self.batches += 1
+            self.events_written += written
+            self._progress.notify_all()
+        return count
+
+    @staticmethod
+    def _write_events(cur: Any) -> int:
+        rows = cur.execute(
+            """
+            INSERT INTO events (record_id, source_id, seq, message_id, type, event, user_id,
+                anonymous_id, previous_id, group_id, channel, occurred_at, received_at,
+                properties, traits, context)
+            SELECT source_id || ':' || message_id, source_id, seq, message_id, p->>'$.type',
+                coalesce(p->>'$.event', p->>'$.name'), p->>'$.userId', p->>'$.anonymousId',
+                p->>'$.previousId', p->>'$.groupId', channel, event_time, received_at,
+                CAST(p->'$.properties' AS VARCHAR),
+                CAST(coalesce(p->'$.traits', p->'$.context.traits') AS VARCHAR),
+                CAST(p->'$.context' AS VARCHAR)
+            FROM _stream_batch
+            ON CONFLICT DO NOTHING
+            RETURNING record_id
+            """
+        ).fetchall()
+        return len(rows)
+
+    def _write_people(self, cur: Any, engine: Any, first_seq: int) -> None:
+        from mecdp.clean.stage import CleanOptions, clean_records
+
+        # userId / anonymousId: identifiers of the event record itself
+        cur.execute(
+            """
+            INSERT INTO record_identifiers
+            SELECT DISTINCT source_id || ':' || message_id, 'events', source_id, id_type,
+                id_value, event_time
+            FROM (
+                SELECT source_id, message_id, event_time, 'user_id' AS id_type,
+                    nullif(trim(p->>'$.userId'), '') AS id_value FROM _stream_batch
+                UNION ALL
+                SELECT source_id, message_id, event_time, 'anonymous_id',
+                    nullif(trim(p->>'$.anonymousId'), '') FROM _stream_batch
+            )
+            WHERE id_value IS NOT NULL
+            ON CONFLICT DO NOTHING
+            """
+        )
+        fields = [f.name for f in PERSON_FIELDS] + ["store_code"]
+        person_sql = ",\n".join(_trait_sql(f) for f in fields)
+        cur.execute(
+            "CREATE OR REPLACE TEMP TABLE _stream_people AS "
+            "SELECT * FROM (SELECT seq AS _row, message_id AS _ref, source_id, "
+            "message_id AS contact_no, "
+            "strftime(event_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS observed_at,\n"
+            f"{person_sql}\nFROM _stream_batch) "
+            f"WHERE coalesce({', '.join(fields)}) IS NOT NULL"
+        )
+        sources = [
+            str(r[0])
+            for r in cur.execute(
+                "SELECT DISTINCT source_id FROM _stream_people ORDER BY 1"
+            ).fetchall()
+        ]
+        kind = RECORD_KINDS["contacts"]
+        columns = ", ".join(["_row", "_ref", "contact_no", "observed_at", *fields])
+        for source_id in sources:
+            staged = "_stream_staged"
+            cur.execute(
+                f"CREATE OR REPLACE TEMP VIEW {staged} AS SELECT {columns} "
+                "FROM _stream_people WHERE source_id = ?".replace("?", _lit(source_id))
+            )
+            options = CleanOptions(source_id=source_id, hash_key=self._settings.key())
+            out = clean_records(engine, kind, staged, options, "_stream_clean")
+            try:
+                cur.execute(
+                    "INSERT INTO contacts (record_id, record_kind, source_id, name, gender, "
+                    "birthday, city, store_code, observed_at) "
+                    "SELECT record_id, 'events', source_id, name, gender, birthday, city, "
+                    f"store_code, observed_at FROM {out.contacts} ON CONFLICT DO NOTHING"
+                )
+                cur.execute(
+                    "INSERT INTO record_identifiers (record_id, record_kind, source_id, "
+                    "id_type, id_value, observed_at) "
+                    "SELECT record_id, 'events', source_id, id_type, id_value, observed_at "
+                    f"FROM {out.identifiers} ON CONFLICT DO NOTHING"
+                )
+                rejected = cur.execute(
+                    "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, "
+                    "rule, reason, payload, quarantined_at) "
+                    f"SELECT {_lit(source_id)}, 'stream', 'events', j._ref, j.field, j.value, "
+                    "j.rule, j.reason, b.payload, now()::TIMESTAMP "
+                    f"FROM {out.rejects} j JOIN _stream_batch b ON b.seq = j._row "
+                    "RETURNING ref"
+                ).fetchall()
+                if rejected:
+                    cur.execute(
+                        "INSERT INTO ingest_log VALUES (?, 'stream', ?, 0, 0, ?, 0, "
+                        "now()::TIMESTAMP)",
+                        [source_id, f"seq:{first_seq}", len({r[0] for r in rejected})],
+                    )
+            finally:
+                for table in (out.records, out.contacts, out.identifiers, out.rejects):
+                    engine.drop(table)
+                cur.execute(f"DROP VIEW IF EXISTS {staged}")
+        cur.execute("DROP TABLE temp._stream_people")
