@@ -37,8 +37,8 @@ from mecdp.store.engine import ScalarUdf
 
 # Full-width ASCII (U+FF01..U+FF5E) -> ASCII, ideographic space / NBSP / tab / newlines ->
 # space, ideographic full stop 。-> '.' (a common typo in e-mail addresses and decimals).
-FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000\u00a0\t\r\n\u3002"
-HALF_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)) + "     ."
+FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000\u00a0\u3002"
+HALF_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)) + "  ."
 
 # Values that mean "nothing here" in exports.
 BLANK_LIKE = ("", "-", "--", "—", "null", "none", "n/a", "na", "nan", "undefined", "无数据")
@@ -53,19 +53,45 @@ def in_list(values: tuple[str, ...] | list[str]) -> str:
     return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
+_NEEDS_HALF_WIDTH = "[\uff01-\uff5e\u3000\u00a0\u3002]"
+
+
 def half_width(x: str) -> str:
-    """Full-width characters -> half-width; odd spaces -> ' '."""
-    return f"translate({x}, {lit(FULL_WIDTH)}, {lit(HALF_WIDTH)})"
+    """Full-width characters -> half-width; odd spaces -> ' '.
+
+    `translate` is slow (it builds its map per row), so only rows with such a character
+    pay for it, and pure-ASCII rows (byte length = character length) skip even the check.
+    """
+    return (
+        f"CASE WHEN mecdp_byte_length({x}) <> length({x}) "
+        f"AND regexp_matches({x}, {lit(_NEEDS_HALF_WIDTH)}) "
+        f"THEN translate({x}, {lit(FULL_WIDTH)}, {lit(HALF_WIDTH)}) ELSE {x} END"
+    )
 
 
 def squashed(x: str) -> str:
     """Half-width, trimmed, inner runs of spaces collapsed; '' -> NULL."""
-    return f"nullif(trim(regexp_replace({half_width(x)}, ' {{2,}}', ' ', 'g')), '')"
+    return f"nullif(trim(regexp_replace({half_width(x)}, '\\s+', ' ', 'g')), '')"
 
 
 def no_spaces_lower(x: str) -> str:
     """Half-width, lower-case, all spaces removed (for matching against vocabularies)."""
     return f"lower(replace({half_width(x)}, ' ', ''))"
+
+
+def is_ascii(x: str) -> str:
+    """True when `x` is pure ASCII (UTF-8 bytes = characters): cheap, no string copy."""
+    return f"mecdp_byte_length({x}) = length({x})"
+
+
+def is_tidy(x: str) -> str:
+    """True when `x` needs no trimming, space collapsing or width folding (cheap tests)."""
+    return (
+        f"({x} <> '' AND NOT contains({x}, '  ') AND {x} NOT LIKE ' %' AND {x} NOT LIKE '% ' "
+        f"AND NOT contains({x}, chr(9)) AND NOT contains({x}, chr(10)) "
+        f"AND NOT contains({x}, chr(13)) "
+        f"AND ({is_ascii(x)} OR NOT regexp_matches({x}, {lit(_NEEDS_HALF_WIDTH)})))"
+    )
 
 
 def case_map(x: str, mapping: dict[str, str], default: str = "NULL") -> str:
@@ -107,13 +133,26 @@ class _Names:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.helpers: list[tuple[str, str]] = []
+        self.fast: tuple[str, str] | None = None
 
     def add(self, name: str, sql: str) -> str:
         column = f"{self.prefix}__{name}"
+        if self.fast is not None:
+            sql = f"CASE WHEN {self.fast[0]} THEN NULL ELSE {sql} END"
         self.helpers.append((column, sql))
         return column
 
+    def fast_path(self, condition: str, value: str) -> None:
+        """Rows meeting `condition` (cheap, over the raw value) are already clean and valid:
+        they take `value` and skip every later helper, so the common spelling costs a test
+        instead of a chain of string copies."""
+        self.fast = (self.add("fast", f"coalesce({condition}, FALSE)"), value)
+
     def result(self, value: str, error: str, reject_value: str | None = None) -> FieldSql:
+        if self.fast is not None:
+            flag, fast_value = self.fast
+            value = f"CASE WHEN {flag} THEN {fast_value} ELSE {value} END"
+            error = f"CASE WHEN {flag} THEN NULL ELSE {error} END"
         return FieldSql(value, error, tuple(self.helpers), reject_value)
 
 
@@ -162,6 +201,7 @@ def _blank(x: str) -> str:
 def clean_text(raw: str, _field: Field, prefix: str) -> FieldSql:
     """TEXT: half-width, trimmed, inner spaces collapsed."""
     n = _Names(prefix)
+    n.fast_path(is_tidy(raw), raw)
     v = n.add("value", squashed(raw))
     return n.result(v, "CAST(NULL AS VARCHAR)")
 
@@ -169,6 +209,7 @@ def clean_text(raw: str, _field: Field, prefix: str) -> FieldSql:
 def clean_code(raw: str, _field: Field, prefix: str) -> FieldSql:
     """CODE: TEXT, upper-cased, no spaces (store and item codes)."""
     n = _Names(prefix)
+    n.fast_path(f"regexp_matches({raw}, '^[0-9A-Z_./-]+$')", raw)
     v = n.add("value", f"nullif(upper(replace({half_width(raw)}, ' ', '')), '')")
     return n.result(v, "CAST(NULL AS VARCHAR)")
 
@@ -177,6 +218,7 @@ def clean_name(raw: str, _field: Field, prefix: str) -> FieldSql:
     """NAME: TEXT; a name without Latin letters loses all spaces ('张 三' -> '张三'),
     a Latin name keeps single spaces ('Li  Na' -> 'Li Na')."""
     n = _Names(prefix)
+    n.fast_path(f"{is_tidy(raw)} AND NOT contains({raw}, ' ')", raw)
     s = n.add("s", squashed(raw))
     v = n.add(
         "value",
@@ -190,6 +232,11 @@ def clean_identifier(raw: str, _field: Field, prefix: str) -> FieldSql:
     """IDENTIFIER: half-width, all whitespace removed, case kept; blank-like values
     ('null', 'none', '-', 'N/A', '0') -> NULL."""
     n = _Names(prefix)
+    n.fast_path(
+        f"length({raw}) > 9 AND {is_ascii(raw)} AND NOT contains({raw}, ' ') "
+        f"AND NOT regexp_matches({raw}, '\\s')",
+        raw,
+    )
     s = n.add("s", f"replace({half_width(raw)}, ' ', '')")
     v = n.add("value", f"CASE WHEN {_blank(s)} OR {s} = '0' THEN NULL ELSE {s} END")
     return n.result(v, "CAST(NULL AS VARCHAR)")
@@ -233,6 +280,9 @@ def clean_phone(raw: str, _field: Field, prefix: str) -> FieldSql:
     (vanity numbers, 'ext.') are rejected.
     """
     n = _Names(prefix)
+    n.fast_path(
+        f"regexp_matches({raw}, {lit('^(?:' + CN_MOBILE_PATTERN + ')$')})", f"'+86' || {raw}"
+    )
     d = n.add("d", f"regexp_replace({half_width(raw)}, '[ ()./-]', '', 'g')")
     m = n.add("m", f"regexp_extract({d}, '^(?:\\+86|0086|86)?(1[0-9]{{10}})$', 1)")
     fast = f"regexp_matches({m}, {lit('^(?:' + CN_MOBILE_PATTERN + ')$')})"
@@ -272,6 +322,10 @@ def clean_gender(raw: str, _field: Field, prefix: str) -> FieldSql:
     未知/unknown/空/保密. Anything else is 'gender.unknown'.
     """
     n = _Names(prefix)
+    n.fast_path(
+        f"{raw} IN {in_list(GENDER_MALE + GENDER_FEMALE)}",
+        f"CASE WHEN {raw} IN {in_list(GENDER_MALE)} THEN 'M' ELSE 'F' END",
+    )
     g = n.add("g", no_spaces_lower(raw))
     v = n.add(
         "value",
@@ -287,6 +341,7 @@ def clean_gender(raw: str, _field: Field, prefix: str) -> FieldSql:
 
 # Dates. The strict canonical form takes the fast path (one regex and a cast).
 _DATE_FAST = r"^\d{4}-\d{2}-\d{2}( ([01]\d|2[0-3]):[0-5]\d:[0-5]\d)?$"
+_TIMESTAMP_FAST = r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
 # y m d [h mi [s [frac]]] [zone]: 2024/3/5, 2024.3.5, 2024年3月5日 14时30分, ISO 8601 with T.
 _DATE_SEPARATED = (
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
@@ -326,6 +381,22 @@ def _micros(x: str, factor: int) -> str:
 def _clean_datetime(raw: str, _field: Field, prefix: str, *, with_time: bool) -> FieldSql:
     kind_name = "timestamp" if with_time else "date"
     n = _Names(prefix)
+    plausible = f"{raw} >= '1900' AND {raw} < '2101'"
+    if with_time:
+        shifted = (
+            f"mecdp_add_micros(TRY_CAST({raw} AS TIMESTAMP), -{_LOCAL_OFFSET_MINUTES * 60_000_000})"
+        )
+        n.fast_path(
+            f"regexp_matches({raw}, {lit(_TIMESTAMP_FAST)}) AND {plausible} "
+            f"AND TRY_CAST({raw} AS TIMESTAMP) IS NOT NULL",
+            shifted,
+        )
+    else:
+        n.fast_path(
+            f"regexp_matches({raw}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$') AND {plausible} "
+            f"AND TRY_CAST({raw} AS DATE) IS NOT NULL",
+            f"TRY_CAST({raw} AS DATE)",
+        )
     s = n.add("s", f"nullif(upper(trim({half_width(raw)})), '')")
     shape = n.add(
         "shape",
@@ -404,13 +475,17 @@ def clean_money(raw: str, _field: Field, prefix: str, unit: str = "yuan") -> Fie
     'RMB 1,280', '1.28万', '1.28w'; '-' and '' are NULL. With unit 'fen' the number already
     is fen. Negative amounts are 'money.negative' (a refund is an order status)."""
     n = _Names(prefix)
+    per_unit = 1 if unit == "fen" else 100
+    n.fast_path(
+        f"regexp_matches({raw}, '^[0-9]{{1,12}}(\\.[0-9]{{1,2}})?$')",
+        f"TRY_CAST(round(TRY_CAST({raw} AS DECIMAL(18, 4)) * {per_unit}, 0) AS BIGINT)",
+    )
     s = n.add(
         "s",
         f"regexp_replace(upper({half_width(raw)}), '[ ,¥￥$]|RMB|CNY|人民币|元', '', 'g')",
     )
     scale = f"CASE WHEN regexp_matches({s}, '(万|W)$') THEN 10000 ELSE 1 END"
     number = f"regexp_replace({s}, '(万|W)$', '')"
-    per_unit = 1 if unit == "fen" else 100
     amount = f"TRY_CAST({number} AS DECIMAL(18, 4)) * {scale} * {per_unit}"
     fen = n.add(
         "fen",
@@ -428,6 +503,7 @@ def clean_money(raw: str, _field: Field, prefix: str, unit: str = "yuan") -> Fie
 def clean_integer(raw: str, _field: Field, prefix: str) -> FieldSql:
     """INTEGER: half-width digits, thousands separators removed; '3.0' is 3."""
     n = _Names(prefix)
+    n.fast_path(f"regexp_matches({raw}, '^[0-9]{{1,9}}$')", f"CAST({raw} AS INTEGER)")
     s = n.add("s", f"regexp_replace({half_width(raw)}, '[ ,]', '', 'g')")
     v = n.add(
         "value",
@@ -441,6 +517,10 @@ def clean_integer(raw: str, _field: Field, prefix: str) -> FieldSql:
 def clean_decimal(raw: str, _field: Field, prefix: str) -> FieldSql:
     """DECIMAL: half-width digits, thousands separators removed -> DECIMAL(10, 2)."""
     n = _Names(prefix)
+    n.fast_path(
+        f"regexp_matches({raw}, '^[0-9]{{1,8}}(\\.[0-9]{{1,2}})?$')",
+        f"CAST({raw} AS DECIMAL(10, 2))",
+    )
     s = n.add("s", f"regexp_replace({half_width(raw)}, '[ ,]', '', 'g')")
     v = n.add(
         "value",
@@ -458,6 +538,7 @@ BOOL_FALSE = ("否", "n", "no", "false", "f", "0", "无", "非促销", "不是",
 def clean_bool(raw: str, _field: Field, prefix: str) -> FieldSql:
     """BOOL: 是/否/Y/N/yes/no/true/false/1/0/有/无/促销 -> BOOLEAN."""
     n = _Names(prefix)
+    n.fast_path(f"{raw} IN {in_list(BOOL_TRUE + BOOL_FALSE)}", f"{raw} IN {in_list(BOOL_TRUE)}")
     b = n.add("b", no_spaces_lower(raw))
     v = n.add(
         "value",
@@ -478,8 +559,10 @@ def channel_vocabulary() -> dict[str, str]:
 def clean_channel(raw: str, _field: Field, prefix: str) -> FieldSql:
     """CHANNEL: lower-cased, spaces removed, mapped through CHANNEL_SYNONYMS or a code."""
     n = _Names(prefix)
+    vocabulary = channel_vocabulary()
+    n.fast_path(f"{raw} IN {in_list(list(vocabulary))}", case_map(raw, vocabulary))
     c = n.add("c", no_spaces_lower(raw))
-    v = n.add("value", case_map(c, channel_vocabulary()))
+    v = n.add("value", case_map(c, vocabulary))
     err = f"CASE WHEN NOT {_blank(c)} AND {v} IS NULL THEN 'channel.unknown' END"
     return n.result(v, err)
 
@@ -492,6 +575,8 @@ def clean_enum(raw: str, field: Field, prefix: str) -> FieldSql:
     for canonical, spellings in field.choices:
         for spelling in (canonical, *spellings):
             vocabulary.setdefault(spelling.lower().replace(" ", ""), canonical)
+    exact = {k: v for k, v in vocabulary.items() if k}
+    n.fast_path(f"{raw} IN {in_list(list(exact))}", case_map(raw, exact))
     e = n.add("e", f"coalesce({no_spaces_lower(raw)}, '')")
     v = n.add("value", case_map(e, vocabulary))
     err = f"CASE WHEN NOT {_blank(e)} AND {v} IS NULL THEN 'enum.unknown' END"

@@ -127,41 +127,60 @@ def _reason_sql(f: Field, value: str, rule: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Cleaned:
+    """Which fields carry values in the cleaned table (the others are NULL everywhere)."""
+
+    kind: RecordKind
+    live: frozenset[str]
+    required_absent: frozenset[str]
+
+    def value(self, f: Field) -> str:
+        return f"v__{f.name}" if f.name in self.live else f"CAST(NULL AS {sql_type(f.type)})"
+
+    def has_error(self, f: Field) -> bool:
+        return f.name in self.live or f.name in self.required_absent
+
+
+def _liveness(kind: RecordKind, staged_columns: list[str], options: CleanOptions) -> _Cleaned:
+    present = set(staged_columns) | set(options.defaults)
+    live = frozenset(f.name for f in kind.fields if f.name in present)
+    absent_required = frozenset(f.name for f in kind.fields if f.required and f.name not in live)
+    return _Cleaned(kind, live, absent_required)
+
+
 def build_clean_steps(
     kind: RecordKind, staged: str, staged_columns: list[str], options: CleanOptions
 ) -> list[SqlStep]:
     """The SQL steps that type and check every field; the last step is the cleaned table:
-    `_row, _ref, record_id, _keep, _bad`, the raw values `r__<field>`, the typed values
-    `v__<field>` and the errors `e__<field>` (plus `e__record`)."""
-    present = set(staged_columns)
+    `_row, _ref, record_id, _bad`, the typed values `v__<field>`, the errors `e__<field>`
+    (plus `e__record`) and, on bad rows only, the raw values `r__<field>`. Only fields the
+    staged table has (or defaults) get columns: absent fields are NULL in every output."""
+    c = _liveness(kind, staged_columns, options)
     source_id = lit(options.source_id)
+    present = set(staged_columns)
+    fields = [f for f in kind.fields if f.name in c.live]
 
-    # 1. raw values: staged columns, defaults for absent fields, else NULL
+    # 1. raw values: staged columns, with defaults filling NULLs or absent columns
     raw_cols: list[str] = []
-    live: list[Field] = []  # fields that can carry a value
-    for f in kind.fields:
-        if f.name in present:
-            raw = f"CAST({f.name} AS VARCHAR)"
-            if f.name in options.defaults:
-                raw = f"coalesce({raw}, {lit(options.defaults[f.name])})"
-            live.append(f)
-        elif f.name in options.defaults:
-            raw = lit(options.defaults[f.name])
-            live.append(f)
-        else:
-            raw = "CAST(NULL AS VARCHAR)"
+    for f in fields:
+        default = options.defaults.get(f.name)
+        raw = f"CAST({f.name} AS VARCHAR)" if f.name in present else "CAST(NULL AS VARCHAR)"
+        if default is not None:
+            raw = f"coalesce({raw}, {lit(default)})"
         raw_cols.append(f"{raw} AS r__{f.name}")
     steps = [
         SqlStep(
-            f"SELECT CAST(_row AS BIGINT) AS _row, CAST(_ref AS VARCHAR) AS _ref, "
-            f"{', '.join(raw_cols)}\nFROM {staged}",
+            "SELECT CAST(_row AS BIGINT) AS _row, CAST(_ref AS VARCHAR) AS _ref"
+            + "".join(f", {col}" for col in raw_cols)
+            + f"\nFROM {staged}",
             "raw",
         )
     ]
 
     # 2. per-field helper layers
     all_rules = field_rules(kind, options)
-    rules = {f.name: all_rules[f.name] for f in live}
+    rules = {f.name: all_rules[f.name] for f in fields}
     for i, layer in enumerate(_layers(list(rules.values()))):
         cols = ",\n  ".join(f"{sql} AS {name}" for name, sql in layer)
         steps.append(SqlStep(f"SELECT *,\n  {cols}\nFROM {steps[-1].output_table_name}", f"l{i}"))
@@ -169,119 +188,168 @@ def build_clean_steps(
     # 3. typed values and errors (required fields checked here)
     typed: list[str] = []
     for f in kind.fields:
-        rule = rules.get(f.name)
-        value = rule.value if rule else f"CAST(NULL AS {sql_type(f.type)})"
-        error = rule.error if rule else "CAST(NULL AS VARCHAR)"
-        if f.required:
-            error = (
-                f"coalesce({error}, CASE WHEN {value} IS NULL THEN '{f.type.value}.required' END)"
-            )
-        typed.append(f"{value} AS v__{f.name}")
-        typed.append(f"{error} AS e__{f.name}")
-    ids = identifier_fields(kind)
+        if f.name in c.live:
+            rule = rules[f.name]
+            error = rule.error
+            if f.required:
+                error = (
+                    f"coalesce({error}, "
+                    f"CASE WHEN {rule.value} IS NULL THEN '{f.type.value}.required' END)"
+                )
+            typed.append(f"{rule.value} AS v__{f.name}")
+            typed.append(f"{error} AS e__{f.name}")
+        elif f.name in c.required_absent:
+            typed.append(f"'{f.type.value}.required' AS e__{f.name}")
     no_id = "CAST(NULL AS VARCHAR)"
     if kind.name in NEEDS_IDENTIFIER:
-        none = " AND ".join(f"v__{f.name} IS NULL AND e__{f.name} IS NULL" for f in ids)
-        no_id = f"CASE WHEN {none} THEN 'record.no_identifier' END"
+        live_ids = [f for f in identifier_fields(kind) if f.name in c.live]
+        none = " AND ".join(f"v__{f.name} IS NULL AND e__{f.name} IS NULL" for f in live_ids)
+        no_id = (
+            f"CASE WHEN {none} THEN 'record.no_identifier' END"
+            if none
+            else "'record.no_identifier'"
+        )
+    typed.append(f"{no_id} AS e__record")
     steps.append(
         SqlStep(
-            f"SELECT _row, _ref, {', '.join(f'r__{f.name}' for f in kind.fields)},\n  "
+            "SELECT _row, _ref"
+            + "".join(f", r__{f.name}" for f in fields)
+            + ",\n  "
             + ",\n  ".join(typed)
             + f"\nFROM {steps[-1].output_table_name}",
             "typed",
         )
     )
 
-    # 4. record id, accepted or not, first of its record id
+    # 4. record id; bad or not; raw values kept for bad rows only (they feed the rejects)
     row_hash = " || ',' || ".join(
         f"coalesce(CAST(length(r__{f.name}) AS VARCHAR) || ':' || r__{f.name}, '-')"
+        if f.name in c.live
+        else "'-'"
         for f in kind.fields
     )
     hashed = f"{source_id} || ':' || sha256({row_hash})"
-    if kind.key:
+    record_id = hashed
+    if kind.key and kind.key in c.live:
         record_id = (
             f"CASE WHEN v__{kind.key} IS NOT NULL THEN {source_id} || ':' || v__{kind.key} "
             f"ELSE {hashed} END"
         )
-    else:
-        record_id = hashed
-    bad = " OR ".join([f"e__{f.name} IS NOT NULL" for f in kind.fields] + ["e__record IS NOT NULL"])
+    bad = " OR ".join(
+        [f"e__{f.name} IS NOT NULL" for f in kind.fields if c.has_error(f)]
+        + ["e__record IS NOT NULL"]
+    )
+    values = "".join(f", v__{f.name}" for f in fields)
+    errors = "".join(f", e__{f.name}" for f in kind.fields if c.has_error(f))
+    raws = "".join(f", CASE WHEN _bad THEN r__{f.name} END AS r__{f.name}" for f in fields)
     steps.append(
         SqlStep(
-            f"SELECT *, {record_id} AS record_id, {bad} AS _bad\n"
-            f"FROM (SELECT *, {no_id} AS e__record FROM typed) AS t",
+            f"SELECT *, {record_id} AS record_id, {bad} AS _bad\nFROM typed",
             "checked",
         )
     )
     steps.append(
         SqlStep(
-            "SELECT *, NOT _bad AND row_number() OVER "
-            "(PARTITION BY record_id, _bad ORDER BY _row) = 1 AS _keep\nFROM checked",
+            f"SELECT _row, _ref, record_id, _bad{values}{errors}, e__record{raws}\nFROM checked",
             "cleaned",
         )
     )
     return steps
 
 
-def _records_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
-    cols = ["record_id", "_row", "_ref"]
-    for f in record_fields(kind):
-        cols.append(f"v__{f.name} AS {output_column(f)}")
-    cols.append(f"{lit(source_id)} AS source_id")
-    if "observed_at" not in {f.name for f in record_fields(kind)}:
-        cols.append(f"{_observed_at(kind)} AS observed_at")
-    return f"SELECT {', '.join(cols)}\nFROM {cleaned}\nWHERE _keep"
-
-
-def _observed_at(kind: RecordKind) -> str:
-    return f"v__{kind.time_field}" if kind.time_field else "CAST(NULL AS TIMESTAMP)"
-
-
-def _contacts_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
-    store = "v__store_code" if any(f.name == "store_code" for f in kind.fields) else "NULL"
-    anyone = " OR ".join(f"v__{f.name} IS NOT NULL" for f in PERSON_FIELDS)
+def _dups_sql(cleaned: str) -> str:
+    """Record ids accepted more than once, with the first (lowest) _row: usually few."""
     return (
-        f"SELECT record_id, {lit(kind.name)} AS record_kind, {lit(source_id)} AS source_id, "
-        "v__name AS name, v__gender AS gender, v__birthday AS birthday, v__city AS city, "
-        f"CAST({store} AS VARCHAR) AS store_code, {_observed_at(kind)} AS observed_at\n"
-        f"FROM {cleaned}\nWHERE _keep AND ({anyone})"
+        f"SELECT record_id, min(_row) AS first_row FROM {cleaned} "
+        "WHERE NOT _bad GROUP BY record_id HAVING count(*) > 1"
     )
 
 
-def _identifiers_sql(kind: RecordKind, cleaned: str, source_id: str) -> str:
+def _kept(cleaned: str) -> str:
+    """The accepted rows, the first (lowest _row) of each record id."""
+    return (
+        f"WITH kept AS (SELECT c.* FROM {cleaned} AS c LEFT JOIN {cleaned}_dups AS d "
+        "ON c.record_id = d.record_id "
+        "WHERE NOT c._bad AND (d.first_row IS NULL OR c._row = d.first_row))\n"
+    )
+
+
+def _records_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
+    kind = c.kind
+    cols = ["record_id", "_row", "_ref"]
+    for f in record_fields(kind):
+        cols.append(f"{c.value(f)} AS {output_column(f)}")
+    cols.append(f"{lit(source_id)} AS source_id")
+    if "observed_at" not in {f.name for f in record_fields(kind)}:
+        cols.append(f"{_observed_at(c)} AS observed_at")
+    return f"{_kept(cleaned)}SELECT {', '.join(cols)}\nFROM kept"
+
+
+def _observed_at(c: _Cleaned) -> str:
+    if c.kind.time_field:
+        return c.value(c.kind.field(c.kind.time_field))
+    return "CAST(NULL AS TIMESTAMP)"
+
+
+def _contacts_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
+    kind = c.kind
+    has_store = any(f.name == "store_code" for f in kind.fields)
+    store = c.value(kind.field("store_code")) if has_store else "CAST(NULL AS VARCHAR)"
+    live_person = [f for f in PERSON_FIELDS if f.name in c.live]
+    anyone = " OR ".join(f"v__{f.name} IS NOT NULL" for f in live_person) or "FALSE"
+    person = {f.name: c.value(f) for f in PERSON_FIELDS}
+    return (
+        f"{_kept(cleaned)}SELECT record_id, {lit(kind.name)} AS record_kind, "
+        f"{lit(source_id)} AS source_id, {person['name']} AS name, "
+        f"{person['gender']} AS gender, {person['birthday']} AS birthday, "
+        f"{person['city']} AS city, {store} AS store_code, {_observed_at(c)} AS observed_at\n"
+        f"FROM kept\nWHERE {anyone}"
+    )
+
+
+def _identifiers_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
+    kind = c.kind
     parts = []
     for f in identifier_fields(kind):
+        if f.name not in c.live:
+            continue
         value = f"v__{f.name}"
-        if f.name == "wechat_openid":
+        if f.name == "wechat_openid" and "wechat_appid" in c.live:
             value = (
                 "CASE WHEN v__wechat_appid IS NOT NULL "
                 "THEN v__wechat_appid || ':' || v__wechat_openid ELSE v__wechat_openid END"
             )
         parts.append(
             f"SELECT record_id, {lit(f.id_type or f.name)} AS id_type, {value} AS id_value, "
-            f"{_observed_at(kind)} AS observed_at\n"
-            f"FROM {cleaned} WHERE _keep AND v__{f.name} IS NOT NULL"
+            f"{_observed_at(c)} AS observed_at FROM kept WHERE v__{f.name} IS NOT NULL"
+        )
+    if not parts:
+        parts.append(
+            "SELECT record_id, CAST(NULL AS VARCHAR) AS id_type, CAST(NULL AS VARCHAR) AS "
+            f"id_value, {_observed_at(c)} AS observed_at FROM kept WHERE FALSE"
         )
     union = "\nUNION ALL\n".join(parts)
     return (
-        f"SELECT DISTINCT record_id, {lit(kind.name)} AS record_kind, "
+        f"{_kept(cleaned)}SELECT DISTINCT record_id, {lit(kind.name)} AS record_kind, "
         f"{lit(source_id)} AS source_id, id_type, id_value, observed_at\nFROM (\n{union}\n) AS i"
     )
 
 
-def _rejects_sql(kind: RecordKind, cleaned: str, rules: dict[str, FieldSql]) -> str:
+def _rejects_sql(c: _Cleaned, cleaned: str, rules: dict[str, FieldSql]) -> str:
     parts = []
-    for f in kind.fields:
-        rule = rules.get(f.name)
-        value = f"r__{f.name}"
-        if rule is not None and rule.reject_value is not None:
-            value = rule.reject_value
+    for f in c.kind.fields:
+        if not c.has_error(f):
+            continue
+        value = f"r__{f.name}" if f.name in c.live else "CAST(NULL AS VARCHAR)"
+        reject_value = rules[f.name].reject_value
+        if f.name in c.live and reject_value is not None:
+            value = reject_value
         parts.append(
             f"SELECT _row, _ref, {lit(f.name)} AS field, {value} AS value, "
             f"e__{f.name} AS rule, {_reason_sql(f, value, f'e__{f.name}')} AS reason\n"
             f"FROM bad WHERE e__{f.name} IS NOT NULL"
         )
-    ids = ", ".join(f.name for f in identifier_fields(kind))
+    ids = ", ".join(f.name for f in identifier_fields(c.kind))
     parts.append(
         "SELECT _row, _ref, CAST(NULL AS VARCHAR) AS field, CAST(NULL AS VARCHAR) AS value, "
         "e__record AS rule, "
@@ -300,7 +368,9 @@ def clean_records(
     _validate(kind, options, out_prefix)
     engine.register_udf(PHONE_UDF)
     engine.register_udf(id_card_udf(options.hash_key))
-    steps = build_clean_steps(kind, staged, engine.columns(staged), options)
+    staged_columns = engine.columns(staged)
+    steps = build_clean_steps(kind, staged, staged_columns, options)
+    c = _liveness(kind, staged_columns, options)
     cleaned = f"{out_prefix}_cleaned"
     engine.run_pipeline(steps, cleaned)
     outputs = CleanOutputs(
@@ -310,14 +380,14 @@ def clean_records(
         rejects=f"{out_prefix}_rejects",
     )
     try:
-        engine.create_table_as(outputs.records, _records_sql(kind, cleaned, options.source_id))
-        engine.create_table_as(outputs.contacts, _contacts_sql(kind, cleaned, options.source_id))
+        engine.create_table_as(f"{cleaned}_dups", _dups_sql(cleaned))
+        engine.create_table_as(outputs.records, _records_sql(c, cleaned, options.source_id))
+        engine.create_table_as(outputs.contacts, _contacts_sql(c, cleaned, options.source_id))
+        engine.create_table_as(outputs.identifiers, _identifiers_sql(c, cleaned, options.source_id))
         engine.create_table_as(
-            outputs.identifiers, _identifiers_sql(kind, cleaned, options.source_id)
-        )
-        engine.create_table_as(
-            outputs.rejects, _rejects_sql(kind, cleaned, field_rules(kind, options))
+            outputs.rejects, _rejects_sql(c, cleaned, field_rules(kind, options))
         )
     finally:
+        engine.drop(f"{cleaned}_dups")
         engine.drop(cleaned)
     return outputs

@@ -4,7 +4,7 @@ SQL is built as data (`SqlStep`s chained as CTEs, as in Splink's pipeline) and e
 turns it into its own dialect with SQLGlot. Engine differences live here only:
 
 - `Dialect`: the SQLGlot dialect name plus a small map of function templates for the few
-  portable helpers SQLGlot cannot transpile (`mecdp_add_micros`). Write them in the SQL like
+  portable helpers SQLGlot cannot transpile (`mecdp_add_micros`, `mecdp_byte_length`). Write them in the SQL like
   any function; each dialect expands them.
 - `ScalarUdf`: a Python function registered the same way on both engines (DuckDB arrow
   function, Spark pandas UDF). Use UDFs only where SQL cannot do the job.
@@ -80,7 +80,7 @@ class Dialect:
 
         def expand(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Anonymous) and str(node.this).lower() in templates:
-                args = [a.sql(dialect=self.name) for a in node.expressions]
+                args = [a.transform(expand).sql(dialect=self.name) for a in node.expressions]
                 text = templates[str(node.this).lower()].format(*(f"({a})" for a in args))
                 expanded: exp.Expr = sqlglot.parse_one(text, read=self.name)
                 return expanded
@@ -94,12 +94,15 @@ DUCKDB_DIALECT = Dialect(
     {
         # timestamp + a whole number of microseconds (BIGINT) -> TIMESTAMP
         "mecdp_add_micros": "{0} + to_microseconds(CAST({1} AS BIGINT))",
+        # length of a string in UTF-8 bytes (= character length only for pure ASCII)
+        "mecdp_byte_length": "strlen({0})",
     },
 )
 SPARK_DIALECT = Dialect(
     "spark",
     {
         "mecdp_add_micros": "TIMESTAMPADD(MICROSECOND, CAST({1} AS BIGINT), {0})",
+        "mecdp_byte_length": "octet_length({0})",
     },
 )
 
