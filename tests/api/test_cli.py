@@ -7,12 +7,15 @@ from pathlib import Path
 
 from servers import RunningServer, run_cli
 
+from mecdp.store.duckdb_store import migrations
+
 
 def test_init_creates_workspace_with_schema(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "ws", "init")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ws" / "mecdp.duckdb").is_file()
-    assert "schema version 1" in result.stdout
+    latest = max(version for version, _, _ in migrations())
+    assert f"schema version {latest}" in result.stdout
     # secrets are private to the owner
     assert (tmp_path / "ws" / "secrets").stat().st_mode & 0o077 == 0
 
