@@ -4,8 +4,8 @@ SQL is built as data (`SqlStep`s chained as CTEs, as in Splink's pipeline) and e
 turns it into its own dialect with SQLGlot. Engine differences live here only:
 
 - `Dialect`: the SQLGlot dialect name plus a small map of function templates for the few
-  portable helpers SQLGlot cannot transpile (`mecdp_add_micros`, `mecdp_byte_length`). Write them in the SQL like
-  any function; each dialect expands them.
+  portable helpers SQLGlot cannot transpile (`mecdp_add_micros`, `mecdp_byte_length`).
+  Write them in the SQL like any function; each dialect expands them.
 - `ScalarUdf`: a Python function registered the same way on both engines (DuckDB arrow
   function, Spark pandas UDF). Use UDFs only where SQL cannot do the job.
 
