@@ -623,13 +623,18 @@ class _Truth:
         self.broken.append(np.zeros(len(pi), bool) if broken is None else broken)
 
     def table(self, person_id: pa.Array) -> pa.Table:
-        pi = np.concatenate(self.people) if self.people else np.zeros(0, np.int64)
+        def chunks(arrays: list[pa.Array]) -> pa.ChunkedArray:
+            flat = [
+                c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])
+            ]
+            return pa.chunked_array(flat, type=pa.string())
+
         return pa.table(
             {
-                "ref": pa.concat_arrays(self.refs),
-                "person_id": person_id.take(pa.array(pi)),
-                "kind": pa.concat_arrays(self.kinds),
-                "source": pa.concat_arrays(self.sources),
+                "ref": chunks(self.refs),
+                "person_id": chunks([person_id.take(pa.array(pi)) for pi in self.people]),
+                "kind": chunks(self.kinds),
+                "source": chunks(self.sources),
                 "expect_quarantine": pa.array(np.concatenate(self.broken)),
             }
         )
@@ -649,11 +654,11 @@ def _write_csv(table: pa.Table, path: Path, encoding: str = "utf-8") -> None:
     path.write_bytes(text.encode(encoding))
 
 
-def _write_jsonl(lines: pa.Array | pa.ChunkedArray, path: Path) -> None:
+def _write_jsonl(lines: pa.Array | pa.ChunkedArray, path: Path, append: bool = False) -> None:
     """One line per value, written straight from the Arrow buffers (UTF-8)."""
     parts = lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]
     step = 200_000
-    with path.open("wb") as out:
+    with path.open("ab" if append else "wb") as out:
         for part in parts:
             for start in range(0, len(part), step):
                 chunk = _join(part.slice(start, step), "\n")
@@ -1817,9 +1822,27 @@ def _iso(secs_local: np.ndarray) -> pa.Array:
 def _events(
     p: _People, rng: np.random.Generator, truth: _Truth, path: Path, start_s: int, today_s: int
 ) -> None:
-    """Tracking-SDK messages (Segment spec) from the website, H5 pages and the mini-program."""
-    is_member = p.segment != PROSPECT
+    """Tracking-SDK messages (Segment spec) from the website, H5 pages and the mini-program.
+
+    Written in batches of people to bound memory at a million members."""
+    anon = _s(_tokens(rng, p.n, 32, _HEX))  # one browser / device id per person
     online = np.flatnonzero(p.online)
+    path.write_bytes(b"")
+    for batch in np.array_split(online, max(1, math.ceil(len(online) / 150_000))):
+        _event_batch(p, rng, truth, path, start_s, today_s, batch, anon)
+
+
+def _event_batch(
+    p: _People,
+    rng: np.random.Generator,
+    truth: _Truth,
+    path: Path,
+    start_s: int,
+    today_s: int,
+    online: np.ndarray,
+    anon: pa.Array,
+) -> None:
+    is_member = p.segment != PROSPECT
     src = np.where(
         p.openid_mp[online] != "",
         np.where(rng.random(len(online)) < 0.7, 1, 0),
@@ -1842,7 +1865,6 @@ def _events(
         t0 + j * rng.integers(20, 600, n) + (j >= 3) * rng.integers(0, 20 * DAY, n), today_s - 60
     )
 
-    anon = _s(_tokens(rng, p.n * 1, 32, _HEX))  # one browser / device id per person
     anon_id = pc.take(anon, pa.array(pi))
     identifies = (j == 2) & (rng.random(n) < np.where(is_member[pi], 0.8, 0.4))
     alias = (j == 3) & is_member[pi] & (es != 2) & (rng.random(n) < 0.5)
@@ -2005,7 +2027,7 @@ def _events(
     all_idx = np.concatenate([order, replay])
     pos = np.concatenate([np.arange(n), np.searchsorted(sent[order], sent[replay] + 120)])
     all_idx = all_idx[np.argsort(pos, kind="stable")]
-    _write_jsonl(lines.take(pa.array(all_idx)), path)
+    _write_jsonl(lines.take(pa.array(all_idx)), path, append=True)
     src_names = _s(np.asarray([s for s, _ in EVENT_SOURCES])[es])
     refs = _join(src_names, ":", message_id)
     truth.add_rows(refs, pi, "events", src_names)
