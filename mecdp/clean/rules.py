@@ -405,7 +405,7 @@ def _clean_datetime(raw: str, _field: Field, prefix: str, *, with_time: bool) ->
         f"WHEN regexp_matches({s}, {lit(_DATE_SEPARATED)}) THEN 'separated' "
         f"WHEN regexp_matches({s}, {lit(_DATE_COMPACT)}) THEN 'compact' "
         f"WHEN regexp_matches({s}, {lit(_EXCEL_SERIAL)}) THEN 'excel' "
-        f"WHEN regexp_matches({s}, '^[0-9]{{10}}$') THEN 'epoch_s' "
+        f"WHEN regexp_matches({s}, '^[0-9]{{9,10}}$') THEN 'epoch_s' "
         f"WHEN regexp_matches({s}, '^[0-9]{{13}}$') THEN 'epoch_ms' "
         "ELSE 'unparseable' END",
     )
