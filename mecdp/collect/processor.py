@@ -175,8 +175,10 @@ class StreamProcessor:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
-                while not self._stopping.is_set() and self.process_batch():
-                    pass
+                # one batch per wake-up: under load, messages gather for an interval and are
+                # processed in larger batches (the cleaning pipeline has a fixed cost per batch)
+                if self.process_batch() >= self._batch_size:
+                    self._wake.set()  # far behind: go on at once
                 self.last_error = None
             except Exception as exc:  # keep following; the batch is retried next round
                 log.exception("stream processing failed at seq %d", self.checkpoint)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -94,6 +95,7 @@ class WriteRequest:
 
 
 _STOP = object()
+SWITCH_INTERVAL_S = 0.0005
 
 
 def _resolve_many(
@@ -135,6 +137,10 @@ class RawLogWriter:
         )
         self.last_seq = int(row[0]) if row else 0
         self._next_seq = self.last_seq + 1
+        # The event loop thread is CPU-bound under load; with the default 5 ms switch interval
+        # the writer waits up to 5 ms for the GIL after every DuckDB call (a convoy). A short
+        # interval keeps the commit path moving.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="mecdp-raw-writer", daemon=True)
         self._thread.start()
 
