@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -455,7 +456,7 @@ def _clean_datetime(raw: str, _field: Field, prefix: str, *, with_time: bool) ->
 
 def clean_date(raw: str, _field: Field, prefix: str) -> FieldSql:
     """DATE (e.g. birthday): 2024/3/5, 2024-03-05, 2024.3.5, 2024年3月5日, 20240305, Excel
-    serial days, epoch seconds/milliseconds. No time-zone shift for written dates; an
+    serial days, epoch seconds (9-10 digits) or milliseconds (13). No time-zone shift for written dates; an
     epoch value is read as a Beijing-time instant (how apps store a local midnight)."""
     return _clean_datetime(raw, _field, prefix, with_time=False)
 
@@ -597,7 +598,9 @@ def id_card_hasher(key: bytes) -> Callable[[str], str]:
     return hash_id_card
 
 
+@functools.lru_cache(maxsize=8)
 def id_card_udf(key: bytes) -> ScalarUdf:
+    """The id-card hash UDF for `key` (the same object per key, so engines register once)."""
     return ScalarUdf(ID_CARD_UDF_NAME, id_card_hasher(key), "VARCHAR")
 
 

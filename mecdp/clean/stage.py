@@ -24,7 +24,7 @@ from mecdp.clean.rules import (
     sql_type,
 )
 from mecdp.errors import InputError
-from mecdp.store.engine import Engine, SqlStep
+from mecdp.store.engine import Engine, SqlStep, pipeline_sql
 
 # Kinds whose records must name someone: at least one identifier, else 'record.no_identifier'.
 NEEDS_IDENTIFIER = frozenset({"orders", "appointments", "treatments", "interactions", "feedback"})
@@ -360,34 +360,50 @@ def _rejects_sql(c: _Cleaned, cleaned: str, rules: dict[str, FieldSql]) -> str:
     return f"WITH bad AS (SELECT * FROM {cleaned} WHERE _bad)\n{union}"
 
 
+def clean_sql(
+    kind: RecordKind,
+    staged: str,
+    staged_columns: list[str],
+    options: CleanOptions,
+    out_prefix: str,
+) -> list[tuple[str, str]]:
+    """The (table, DuckDB-dialect SELECT) pairs `clean_records` materialises, in order.
+
+    The first is the cleaned work table, the second its duplicates; both are dropped after
+    the four outputs are written.
+    """
+    _validate(kind, options, out_prefix)
+    c = _liveness(kind, staged_columns, options)
+    cleaned = f"{out_prefix}_cleaned"
+    source_id = options.source_id
+    return [
+        (cleaned, pipeline_sql(build_clean_steps(kind, staged, staged_columns, options))),
+        (f"{cleaned}_dups", _dups_sql(cleaned)),
+        (f"{out_prefix}_records", _records_sql(c, cleaned, source_id)),
+        (f"{out_prefix}_contacts", _contacts_sql(c, cleaned, source_id)),
+        (f"{out_prefix}_identifiers", _identifiers_sql(c, cleaned, source_id)),
+        (f"{out_prefix}_rejects", _rejects_sql(c, cleaned, field_rules(kind, options))),
+    ]
+
+
 def clean_records(
     engine: Engine, kind: RecordKind, staged: str, options: CleanOptions, out_prefix: str
 ) -> CleanOutputs:
-    """Clean the staged rows of `kind` into `{out_prefix}_records/_contacts/_identifiers/
-    _rejects` (see the module docstring and DESIGN.md, clean)."""
-    _validate(kind, options, out_prefix)
+    """Clean the staged rows of `kind` into `{out_prefix}_records`, `_contacts`,
+    `_identifiers` and `_rejects` (see the module docstring); returns their names."""
+    statements = clean_sql(kind, staged, engine.columns(staged), options, out_prefix)
     engine.register_udf(PHONE_UDF)
     engine.register_udf(id_card_udf(options.hash_key))
-    staged_columns = engine.columns(staged)
-    steps = build_clean_steps(kind, staged, staged_columns, options)
-    c = _liveness(kind, staged_columns, options)
-    cleaned = f"{out_prefix}_cleaned"
-    engine.run_pipeline(steps, cleaned)
-    outputs = CleanOutputs(
+    work = [name for name, _ in statements[:2]]
+    try:
+        for name, sql in statements:
+            engine.create_table_as(name, sql)
+    finally:
+        for name in reversed(work):
+            engine.drop(name)
+    return CleanOutputs(
         records=f"{out_prefix}_records",
         contacts=f"{out_prefix}_contacts",
         identifiers=f"{out_prefix}_identifiers",
         rejects=f"{out_prefix}_rejects",
     )
-    try:
-        engine.create_table_as(f"{cleaned}_dups", _dups_sql(cleaned))
-        engine.create_table_as(outputs.records, _records_sql(c, cleaned, options.source_id))
-        engine.create_table_as(outputs.contacts, _contacts_sql(c, cleaned, options.source_id))
-        engine.create_table_as(outputs.identifiers, _identifiers_sql(c, cleaned, options.source_id))
-        engine.create_table_as(
-            outputs.rejects, _rejects_sql(c, cleaned, field_rules(kind, options))
-        )
-    finally:
-        engine.drop(f"{cleaned}_dups")
-        engine.drop(cleaned)
-    return outputs

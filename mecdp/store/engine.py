@@ -73,7 +73,7 @@ class Dialect:
     name: str
     templates: dict[str, str] = field(default_factory=dict)
 
-    def translate(self, sql: str) -> str:
+    def translate(self, sql: str, *, pretty: bool = False) -> str:
         """Turn DuckDB-dialect SQL into this dialect, expanding the helper templates."""
         tree = sqlglot.parse_one(sql, read="duckdb")
         templates = self.templates
@@ -86,7 +86,7 @@ class Dialect:
                 return expanded
             return node
 
-        return tree.transform(expand).sql(dialect=self.name)
+        return tree.transform(expand).sql(dialect=self.name, pretty=pretty)
 
 
 DUCKDB_DIALECT = Dialect(
@@ -203,7 +203,7 @@ class DuckDBEngine(Engine):
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self._udfs: set[str] = set()
+        self._udfs: dict[str, ScalarUdf] = {}
 
     def translate(self, sql: str) -> str:
         # DuckDB runs the SQL as written; only expand helper templates when present.
@@ -240,6 +240,8 @@ class DuckDBEngine(Engine):
         return [d[0] for d in self.con.execute(f"SELECT * FROM {name} LIMIT 0").description]
 
     def register_udf(self, udf: ScalarUdf) -> None:
+        if self._udfs.get(udf.name) == udf:
+            return  # already there
         if udf.name in self._udfs:
             self.con.remove_function(udf.name)
         run = _vectorised(udf)
@@ -259,7 +261,7 @@ class DuckDBEngine(Engine):
             null_handling=FunctionNullHandling.SPECIAL,
             side_effects=False,
         )
-        self._udfs.add(udf.name)
+        self._udfs[udf.name] = udf
 
 
 class SparkEngine(Engine):

@@ -57,9 +57,18 @@ def corpus(size: int) -> list[str]:
             out.append(f"({area}) {local}" if sep == "(" else f"{area}{sep}{local}")
         elif kind == 6:  # international
             out.append(
-                rng.choice(["+1 650 253 0000", "+44 20 7946 0958", "+852 9123 4567",
-                            "+886 912 345 678", "+81 3-1234-5678", "00852 91234567",
-                            "+1 200 555 0100", "+7 999 123 45 67"])
+                rng.choice(
+                    [
+                        "+1 650 253 0000",
+                        "+44 20 7946 0958",
+                        "+852 9123 4567",
+                        "+886 912 345 678",
+                        "+81 3-1234-5678",
+                        "00852 91234567",
+                        "+1 200 555 0100",
+                        "+7 999 123 45 67",
+                    ]
+                )
             )
         elif kind == 7:  # random digit strings
             out.append(str(rng.randrange(10 ** rng.randrange(2, 16))))

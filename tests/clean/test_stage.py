@@ -22,8 +22,10 @@ OPTIONS = CleanOptions(source_id="pos_sh", hash_key=TEST_KEY)
 
 def staged(engine: Engine, rows: list[dict[str, Any]], name: str = "staged") -> str:
     columns = sorted({k for r in rows for k in r})
-    table = {"_row": pa.array(range(1, len(rows) + 1), pa.int64()),
-             "_ref": [f"orders.csv:{i + 1}" for i in range(len(rows))]}
+    table = {
+        "_row": pa.array(range(1, len(rows) + 1), pa.int64()),
+        "_ref": [f"orders.csv:{i + 1}" for i in range(len(rows))],
+    }
     for c in columns:
         table[c] = pa.array([r.get(c) for r in rows], pa.string())
     engine.register_arrow(name, pa.table(table))
@@ -39,8 +41,14 @@ def engine() -> DuckDBEngine:
     return DuckDBEngine(duckdb.connect())
 
 
-GOOD = {"order_no": "SO1", "ordered_at": "2024/3/5 14:30", "amount": "¥1,280.00",
-        "phone": "138 1234 5678", "name": "张 三", "channel": "门店"}
+GOOD = {
+    "order_no": "SO1",
+    "ordered_at": "2024/3/5 14:30",
+    "amount": "¥1,280.00",
+    "phone": "138 1234 5678",
+    "name": "张 三",
+    "channel": "门店",
+}
 
 
 def test_bad_row_rejected_with_reason_good_rows_kept(engine: DuckDBEngine) -> None:
@@ -53,17 +61,26 @@ def test_bad_row_rejected_with_reason_good_rows_kept(engine: DuckDBEngine) -> No
     assert str(records[0]["ordered_at"]) == "2024-03-05 06:30:00"
     assert records[0]["observed_at"] == records[0]["ordered_at"]
     assert records[0]["channel"] == "pos"
-    assert fetch(engine, out.rejects) == [{
-        "_row": 2, "_ref": "orders.csv:2", "field": "phone", "value": "1381234",
-        "rule": "phone.invalid",
-        "reason": "field 'phone': value '1381234' is not a valid phone number (phone.invalid)",
-    }]
+    assert fetch(engine, out.rejects) == [
+        {
+            "_row": 2,
+            "_ref": "orders.csv:2",
+            "field": "phone",
+            "value": "1381234",
+            "rule": "phone.invalid",
+            "reason": "field 'phone': value '1381234' is not a valid phone number (phone.invalid)",
+        }
+    ]
     contacts = fetch(engine, out.contacts, "record_id")
     assert [(c["record_id"], c["name"]) for c in contacts] == [
-        ("pos_sh:SO1", "张三"), ("pos_sh:SO3", "张三")]
+        ("pos_sh:SO1", "张三"),
+        ("pos_sh:SO3", "张三"),
+    ]
     ids = fetch(engine, out.identifiers, "record_id")
     assert {(i["record_id"], i["id_type"], i["id_value"]) for i in ids} == {
-        ("pos_sh:SO1", "phone", "+8613812345678"), ("pos_sh:SO3", "phone", "+8613812345678")}
+        ("pos_sh:SO1", "phone", "+8613812345678"),
+        ("pos_sh:SO3", "phone", "+8613812345678"),
+    }
 
 
 def test_records_match_the_kind_table_columns(engine: DuckDBEngine) -> None:
@@ -75,8 +92,9 @@ def test_records_match_the_kind_table_columns(engine: DuckDBEngine) -> None:
     assert table_columns  # the migrated orders table takes the records by name:
     store = open_store(None)
     store_engine = DuckDBEngine(store.con)
-    out = clean_records(store_engine, RECORD_KINDS["orders"], staged(store_engine, [GOOD]),
-                        OPTIONS, "o")
+    out = clean_records(
+        store_engine, RECORD_KINDS["orders"], staged(store_engine, [GOOD]), OPTIONS, "o"
+    )
     store.con.execute(
         f"INSERT INTO orders BY NAME SELECT * EXCLUDE (_row, _ref, observed_at), "
         f"now()::TIMESTAMP AS ingested_at FROM {out.records}"
@@ -87,8 +105,11 @@ def test_records_match_the_kind_table_columns(engine: DuckDBEngine) -> None:
 
 
 def test_same_input_gives_same_record_ids(engine: DuckDBEngine) -> None:
-    rows = [{"contact_no": "M1", "phone": "13812345678"}, {"contact_no": "", "phone": "13812345678"},
-            {"contact_no": " ", "phone": "13812345679"}]
+    rows = [
+        {"contact_no": "M1", "phone": "13812345678"},
+        {"contact_no": "", "phone": "13812345678"},
+        {"contact_no": " ", "phone": "13812345679"},
+    ]
     kind = RECORD_KINDS["contacts"]
     first = fetch(engine, clean_records(engine, kind, staged(engine, rows), OPTIONS, "a").records)
     again = fetch(engine, clean_records(engine, kind, staged(engine, rows), OPTIONS, "b").records)
@@ -100,13 +121,16 @@ def test_same_input_gives_same_record_ids(engine: DuckDBEngine) -> None:
 
 
 def test_order_without_required_fields_or_identifier_is_rejected(engine: DuckDBEngine) -> None:
-    rows = [{"order_no": "SO9", "ordered_at": "", "amount": "12"},
-            {"order_no": "SO10", "ordered_at": "2024-03-05", "amount": "12"}]
+    rows = [
+        {"order_no": "SO9", "ordered_at": "", "amount": "12"},
+        {"order_no": "SO10", "ordered_at": "2024-03-05", "amount": "12"},
+    ]
     out = clean_records(engine, RECORD_KINDS["orders"], staged(engine, rows), OPTIONS, "r")
     assert engine.count(out.records) == 0
     rejects = {(r["_row"], r["rule"]): r["reason"] for r in fetch(engine, out.rejects)}
     assert rejects[(1, "timestamp.required")] == (
-        "field 'ordered_at' is required but empty (timestamp.required)")
+        "field 'ordered_at' is required but empty (timestamp.required)"
+    )
     assert (2, "record.no_identifier") in rejects
     assert (1, "record.no_identifier") in rejects
 
@@ -130,13 +154,17 @@ def test_id_card_never_stored_plain(engine: DuckDBEngine) -> None:
         assert good[:-1] not in dump and bad[:-1] not in dump
     reject = fetch(engine, out.rejects)[0]
     assert reject["value"] == "1101**********0021"
-    hashes = [i for i in fetch(engine, out.identifiers, "id_type") if i["id_type"] == "id_card_hash"]
+    hashes = [
+        i for i in fetch(engine, out.identifiers, "id_type") if i["id_type"] == "id_card_hash"
+    ]
     assert len(hashes) == 1 and len(hashes[0]["id_value"]) == 64
 
 
 def test_defaults_wechat_openid_and_ignored_columns(engine: DuckDBEngine) -> None:
-    rows = [{"contact_no": "M1", "wechat_openid": "oAbc", "wechat_appid": "wx1",
-             "unknown_col": "x"}, {"contact_no": "M2", "wechat_openid": "oDef"}]
+    rows = [
+        {"contact_no": "M1", "wechat_openid": "oAbc", "wechat_appid": "wx1", "unknown_col": "x"},
+        {"contact_no": "M2", "wechat_openid": "oDef"},
+    ]
     options = CleanOptions("crm", TEST_KEY, defaults={"store_code": "sh01"})
     out = clean_records(engine, RECORD_KINDS["contacts"], staged(engine, rows), options, "c")
     ids = {(i["record_id"], i["id_value"]) for i in fetch(engine, out.identifiers, "record_id")}
