@@ -456,8 +456,9 @@ def _clean_datetime(raw: str, _field: Field, prefix: str, *, with_time: bool) ->
 
 def clean_date(raw: str, _field: Field, prefix: str) -> FieldSql:
     """DATE (e.g. birthday): 2024/3/5, 2024-03-05, 2024.3.5, 2024年3月5日, 20240305, Excel
-    serial days, epoch seconds (9-10 digits) or milliseconds (13). No time-zone shift for written dates; an
-    epoch value is read as a Beijing-time instant (how apps store a local midnight)."""
+    serial days, epoch seconds (9-10 digits) or milliseconds (13). No time-zone shift for
+    written dates; an epoch value is read as a Beijing-time instant (how apps store a local
+    midnight)."""
     return _clean_datetime(raw, _field, prefix, with_time=False)
 
 
