@@ -342,7 +342,11 @@ def clean_gender(raw: str, _field: Field, prefix: str) -> FieldSql:
 
 # Dates. The strict canonical form takes the fast path (one regex and a cast).
 _DATE_FAST = r"^\d{4}-\d{2}-\d{2}( ([01]\d|2[0-3]):[0-5]\d:[0-5]\d)?$"
-_TIMESTAMP_FAST = r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
+_DATE_ONLY_FAST = r"^\d{4}[-/](0?[1-9]|1[0-2])[-/](0?[1-9]|[12]\d|3[01])$"
+_TIMESTAMP_FAST = (
+    r"^\d{4}[-/](0?[1-9]|1[0-2])[-/](0?[1-9]|[12]\d|3[01])"
+    r"( ([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$"
+)
 # y m d [h mi [s [frac]]] [zone]: 2024/3/5, 2024.3.5, 2024年3月5日 14时30分, ISO 8601 with T.
 _DATE_SEPARATED = (
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
@@ -382,21 +386,21 @@ def _micros(x: str, factor: int) -> str:
 def _clean_datetime(raw: str, _field: Field, prefix: str, *, with_time: bool) -> FieldSql:
     kind_name = "timestamp" if with_time else "date"
     n = _Names(prefix)
+    # Fast path: '2024-03-05 14:30:00', '2024/3/5 14:30', '2024-3-5' (the usual exports):
+    # '/' -> '-' and one cast; anything else (or an impossible date) takes the full path.
     plausible = f"{raw} >= '1900' AND {raw} < '2101'"
+    dashed = f"replace({raw}, '/', '-')"
     if with_time:
-        shifted = (
-            f"mecdp_add_micros(TRY_CAST({raw} AS TIMESTAMP), -{_LOCAL_OFFSET_MINUTES * 60_000_000})"
-        )
+        cast = f"TRY_CAST({dashed} AS TIMESTAMP)"
         n.fast_path(
-            f"regexp_matches({raw}, {lit(_TIMESTAMP_FAST)}) AND {plausible} "
-            f"AND TRY_CAST({raw} AS TIMESTAMP) IS NOT NULL",
-            shifted,
+            f"regexp_matches({raw}, {lit(_TIMESTAMP_FAST)}) AND {plausible} AND {cast} IS NOT NULL",
+            f"mecdp_add_micros({cast}, -{_LOCAL_OFFSET_MINUTES * 60_000_000})",
         )
     else:
+        cast = f"TRY_CAST({dashed} AS DATE)"
         n.fast_path(
-            f"regexp_matches({raw}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$') AND {plausible} "
-            f"AND TRY_CAST({raw} AS DATE) IS NOT NULL",
-            f"TRY_CAST({raw} AS DATE)",
+            f"regexp_matches({raw}, {lit(_DATE_ONLY_FAST)}) AND {plausible} AND {cast} IS NOT NULL",
+            cast,
         )
     s = n.add("s", f"nullif(upper(trim({half_width(raw)})), '')")
     shape = n.add(
@@ -469,6 +473,7 @@ def clean_timestamp(raw: str, _field: Field, prefix: str) -> FieldSql:
     return _clean_datetime(raw, _field, prefix, with_time=True)
 
 
+_MONEY_FAST = r"^[¥￥]?([0-9]{1,12}|[0-9]{1,3}(,[0-9]{3}){1,3})(\.[0-9]{1,2})?元?$"
 _MONEY_NUMBER = r"^[+-]?([0-9]{1,14}(\.[0-9]{0,4})?|\.[0-9]{1,4})$"
 
 
@@ -478,9 +483,12 @@ def clean_money(raw: str, _field: Field, prefix: str, unit: str = "yuan") -> Fie
     is fen. Negative amounts are 'money.negative' (a refund is an order status)."""
     n = _Names(prefix)
     per_unit = 1 if unit == "fen" else 100
+    # Fast path: '1280', '1280.5', '¥1,280.00', '1280元' (thousands grouped by 3 only).
+    plain = f"regexp_replace({raw}, '[¥￥,元]', '', 'g')"
     n.fast_path(
-        f"regexp_matches({raw}, '^[0-9]{{1,12}}(\\.[0-9]{{1,2}})?$')",
-        f"TRY_CAST(round(TRY_CAST({raw} AS DECIMAL(18, 4)) * {per_unit}, 0) AS BIGINT)",
+        f"regexp_matches({raw}, {lit(_MONEY_FAST)})",
+        f"TRY_CAST(round(TRY_CAST(CASE WHEN regexp_matches({raw}, '[¥￥,元]') THEN {plain} "
+        f"ELSE {raw} END AS DECIMAL(18, 4)) * {per_unit}, 0) AS BIGINT)",
     )
     s = n.add(
         "s",

@@ -134,10 +134,13 @@ WITH raw AS (
       FALSE
     ) AS h__text__fast,
     COALESCE(
-      REGEXP_MATCHES(r__submitted_at, '^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$')
+      REGEXP_MATCHES(
+        r__submitted_at,
+        '^\d{4}[-/](0?[1-9]|1[0-2])[-/](0?[1-9]|[12]\d|3[01])( ([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$'
+      )
       AND r__submitted_at >= '1900'
       AND r__submitted_at < '2101'
-      AND NOT TRY_CAST(r__submitted_at AS TIMESTAMP) IS NULL,
+      AND NOT TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP) IS NULL,
       FALSE
     ) AS h__submitted_at__fast,
     COALESCE(
@@ -996,7 +999,7 @@ WITH raw AS (
     CASE
       WHEN h__submitted_at__fast
       THEN (
-        TRY_CAST(r__submitted_at AS TIMESTAMP)
+        TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP)
       ) + TO_MICROSECONDS(CAST((
         -28800000000
       ) AS BIGINT))
@@ -1021,7 +1024,7 @@ WITH raw AS (
         WHEN CASE
           WHEN h__submitted_at__fast
           THEN (
-            TRY_CAST(r__submitted_at AS TIMESTAMP)
+            TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP)
           ) + TO_MICROSECONDS(CAST((
             -28800000000
           ) AS BIGINT))

@@ -133,10 +133,10 @@ WITH raw AS (
       FALSE
     ) AS h__text__fast,
     COALESCE(
-      r__submitted_at RLIKE '^\\d{4}-\\d{2}-\\d{2} ([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d$'
+      r__submitted_at RLIKE '^\\d{4}[-/](0?[1-9]|1[0-2])[-/](0?[1-9]|[12]\\d|3[01])( ([01]?\\d|2[0-3]):[0-5]\\d(:[0-5]\\d)?)?$'
       AND r__submitted_at >= '1900'
       AND r__submitted_at < '2101'
-      AND NOT TRY_CAST(r__submitted_at AS TIMESTAMP_NTZ) IS NULL,
+      AND NOT TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP_NTZ) IS NULL,
       FALSE
     ) AS h__submitted_at__fast,
     COALESCE(
@@ -1017,7 +1017,7 @@ WITH raw AS (
           -28800000000
         ) AS BIGINT),
         (
-          TRY_CAST(r__submitted_at AS TIMESTAMP_NTZ)
+          TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP_NTZ)
         )
       )
       ELSE h__submitted_at__value
@@ -1046,7 +1046,7 @@ WITH raw AS (
               -28800000000
             ) AS BIGINT),
             (
-              TRY_CAST(r__submitted_at AS TIMESTAMP_NTZ)
+              TRY_CAST(REPLACE(r__submitted_at, '/', '-') AS TIMESTAMP_NTZ)
             )
           )
           ELSE h__submitted_at__value
