@@ -50,6 +50,10 @@ class IdentityRules:
     default: TypeRule
     blocked_values: dict[str, frozenset[str]] = field(default_factory=dict)
     blocked_patterns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Probabilistic matching: at or above `auto_threshold` merge, at or above
+    # `review_threshold` ask a person (match probabilities, 0..1).
+    auto_threshold: float = 0.99
+    review_threshold: float = 0.8
 
     def rule(self, id_type: str) -> TypeRule:
         found = self.types.get(id_type)
@@ -95,7 +99,15 @@ class IdentityRules:
                         field="blocklist.patterns",
                     ) from exc
             patterns[t] = tuple(str(p) for p in ps)
-        return cls(types, default, values, patterns)
+        matching = data.get("matching") or {}
+        auto = float(matching.get("auto_threshold", 0.99))
+        review = float(matching.get("review_threshold", 0.8))
+        if not 0 < review <= auto <= 1:
+            raise InputError(
+                "matching thresholds need 0 < review_threshold <= auto_threshold <= 1",
+                field="matching",
+            )
+        return cls(types, default, values, patterns, auto, review)
 
     def type_rows(self) -> list[dict[str, Any]]:
         """One row per configured type (for the SQL of the graph)."""
@@ -154,4 +166,5 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
             for t, vs in (source.get(part) or {}).items():
                 blocklist[part].setdefault(t, []).extend(vs)
     out["blocklist"] = blocklist
+    out["matching"] = {**(base.get("matching") or {}), **(override.get("matching") or {})}
     return out
