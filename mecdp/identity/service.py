@@ -215,10 +215,12 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE oneid_comp_old AS
-        SELECT o.comp, coalesce(rd.to_one_id, ir.one_id) AS old, count(*) AS n
+        SELECT o.comp, coalesce(rd.to_one_id, ir.one_id) AS old, count(*) AS n,
+               min(c.observed_at) AS first_seen
         FROM {graph.OUT_RECORDS} o
         JOIN identity_records ir ON ir.record_id = o.record_id
         LEFT JOIN identity_redirects rd ON rd.from_one_id = ir.one_id
+        LEFT JOIN contacts c ON c.record_id = o.record_id
         GROUP BY ALL
         """
     )
@@ -226,16 +228,18 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
         """
         CREATE OR REPLACE TEMP TABLE oneid_keep AS
         WITH cand AS (
-            SELECT c.comp, c.old, c.n, p.seq FROM oneid_comp_old c
+            SELECT c.comp, c.old, c.n, c.first_seen, p.seq FROM oneid_comp_old c
             JOIN identity_persons p ON p.one_id = c.old
         ),
         pick AS (SELECT comp, arg_min(old, seq) AS survivor FROM cand GROUP BY comp),
-        owner AS (
-            SELECT pick.survivor, arg_max(pick.comp, cand.n) AS comp
+        ranked AS (
+            SELECT pick.survivor, pick.comp,
+                   row_number() OVER (PARTITION BY pick.survivor
+                                      ORDER BY cand.n DESC, cand.first_seen NULLS LAST,
+                                               pick.comp) AS rank
             FROM pick JOIN cand ON cand.comp = pick.comp AND cand.old = pick.survivor
-            GROUP BY pick.survivor
         )
-        SELECT owner.comp, owner.survivor AS one_id FROM owner
+        SELECT comp, survivor AS one_id FROM ranked WHERE rank = 1
         """
     )
     # New persons for components without a surviving id, oldest first.
