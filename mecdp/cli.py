@@ -21,6 +21,7 @@ from mecdp.api.client import running_server
 from mecdp.collect.sources import EVENT_KIND
 from mecdp.config import Settings, init_workspace
 from mecdp.errors import MeCdpError
+from mecdp.identity.cli import identity_app
 from mecdp.privacy.cli import PRIVACY_COMMANDS
 from mecdp.store import Store, open_store
 from mecdp.terminal import print_import_report, print_quality, progress_bar
@@ -35,6 +36,7 @@ source_app = typer.Typer(help="Register and list data sources.", no_args_is_help
 app.add_typer(source_app, name="source")
 for _privacy_app, _name in PRIVACY_COMMANDS:  # user, apikey, keys, audit, consent
     app.add_typer(_privacy_app, name=_name)
+app.add_typer(identity_app, name="identity")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -241,3 +243,18 @@ def quality(
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     print_quality(console, rows)
+
+
+@app.command()
+@reports_errors
+def resolve(
+    match: Annotated[
+        bool, typer.Option("--match/--no-match", help="Run the probabilistic pass (Splink)")
+    ] = True,
+    retrain: Annotated[bool, typer.Option(help="Retrain the match model first")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Rebuild OneID: deterministic identity graph, stable one_ids, probabilistic matching."""
+    from mecdp.identity.cli import run_resolve
+
+    run_resolve(match, retrain, as_json)

@@ -24,6 +24,7 @@ from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
 from mecdp.config import Settings, init_workspace
+from mecdp.identity.api import build_identity_router
 from mecdp.store import Store, open_store
 
 
@@ -62,6 +63,7 @@ def create_app(
     install_collector(app, state)
     app.include_router(build_admin_router(state))
     install_privacy(app, state)
+    app.include_router(build_identity_router(state))
 
     @app.get("/healthz", include_in_schema=False, dependencies=[PUBLIC])
     def healthz() -> dict[str, str]:

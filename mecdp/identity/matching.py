@@ -35,6 +35,7 @@ from mecdp.store import Store
 MODEL_FILE = Path("identity") / "model.json"
 PROFILE_TABLE = "oneid_profiles"
 TRAIN_TABLE = "oneid_training"
+MIN_PERSONS = 50  # fewer named persons than this: no probabilistic pass
 _COMPOUND_SURNAMES = frozenset(
     [
         "欧阳",
@@ -305,7 +306,7 @@ def match_persons(
     cur = store.con.cursor()
     try:
         rows = build_profiles(cur)
-        if rows < 2:
+        if rows < MIN_PERSONS:  # too few to learn from: nothing to propose
             return MatchOutcome(0, 0, 0, 0, False)
         db_api = DuckDBAPI(connection=cur)
         model_path = workspace / MODEL_FILE if workspace else None

@@ -614,6 +614,16 @@ def person_identifiers(cur: duckdb.DuckDBPyConnection, ref: str) -> dict[str, An
     }
 
 
+def person_store(cur: duckdb.DuckDBPyConnection, one_id: str) -> str | None:
+    """The store a person is served at most (for consultants' store scope)."""
+    row = cur.execute(
+        "SELECT mode(c.store_code) FROM identity_records r JOIN contacts c "
+        "ON c.record_id = r.record_id WHERE r.one_id = ? AND c.store_code IS NOT NULL",
+        [one_id],
+    ).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
 def history(cur: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
     """Merge history of a person: events naming it or any one_id merged into it."""
     one_id = _require_person(cur, ref)
