@@ -163,14 +163,24 @@ def build_components(
 ) -> GraphStats:
     """Compute the components of the registered inputs; see the module docstring."""
     progress("preparing the graph")
+    # Exact values by a hash join; the patterns of a type as one alternation per type.
+    engine.create_table_as(
+        "g_patterns",
+        f"""
+        SELECT id_type, string_agg('(?:' || pattern || ')', '|') AS pattern
+        FROM {BLOCKLIST} WHERE pattern IS NOT NULL GROUP BY id_type
+        """,
+    )
     engine.create_table_as(
         "g_flagged",
         f"""
-        SELECT DISTINCT e.id_type, e.id_value
-        FROM (SELECT DISTINCT id_type, id_value FROM {EDGES}) e
-        JOIN {BLOCKLIST} b ON b.id_type = e.id_type
-        WHERE (b.value IS NOT NULL AND b.value = e.id_value)
-           OR (b.pattern IS NOT NULL AND regexp_matches(e.id_value, b.pattern))
+        WITH vals AS (SELECT DISTINCT id_type, id_value FROM {EDGES})
+        SELECT v.id_type, v.id_value FROM vals v
+        JOIN {BLOCKLIST} b ON b.id_type = v.id_type AND b.value = v.id_value
+        UNION
+        SELECT v.id_type, v.id_value FROM vals v
+        JOIN g_patterns p ON p.id_type = v.id_type
+        WHERE regexp_matches(v.id_value, p.pattern)
         """,
     )
     engine.create_table_as(
@@ -295,6 +305,7 @@ def build_components(
         levels=levels,
     )
     for name in (
+        "g_patterns",
         "g_flagged",
         "g_e",
         "g_bday",

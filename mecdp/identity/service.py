@@ -192,16 +192,16 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
              ON e.id_type = '{MATCH_TYPE}' AND mp.pair_id = e.id_value
         """
     )
-    cur.execute("DELETE FROM identity_links WHERE status <> 'removed'")
+    cur.execute("DELETE FROM identity_links")
     cur.execute(
-        "INSERT OR REPLACE INTO identity_links SELECT record_id, id_type, id_value, kind, "
+        "INSERT INTO identity_links SELECT record_id, id_type, id_value, kind, "
         "source_id, rule, weight, status, reason, observed_at, ? FROM oneid_links_new",
         [now],
     )
     # Removed edges (manual splits) stay in the log with their reason.
     cur.execute(
         """
-        INSERT OR REPLACE INTO identity_links
+        INSERT INTO identity_links
         SELECT ri.record_id, ri.id_type, ri.id_value, 'record', ri.source_id, ri.id_type,
                NULL, 'removed', coalesce(o.reason, 'removed by ' || o.actor), ri.observed_at, ?
         FROM record_identifiers ri JOIN identity_overrides o
@@ -1229,7 +1229,8 @@ class _Stitcher:
                 "observed_at",
                 "updated_at",
             ]
-            self._bulk("identity_links", dict(zip(names, map(list, columns), strict=True)))
+            rows = dict(zip(names, map(list, columns), strict=True))
+            self._bulk("identity_links", rows, replace_by="record_id")
         return StitchResult(
             tuple(sorted(self._current(a) for a in self.affected)),
             self.created,
@@ -1237,16 +1238,27 @@ class _Stitcher:
             len(self.ambiguous),
         )
 
-    def _bulk(self, table: str, columns: dict[str, list[Any]]) -> None:
+    def _bulk(
+        self, table: str, columns: dict[str, list[Any]], *, replace_by: str | None = None
+    ) -> None:
+        """Insert rows (upsert on the primary key, or replace the rows of the same
+        `replace_by` values for a table without one)."""
         first = next(iter(columns.values()))
         if not first:
             return
         arrow = pa.table(columns)
         self.cur.register("oneid_stitch_rows", arrow)
         try:
-            self.cur.execute(
-                f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM oneid_stitch_rows"
-            )
+            if replace_by:
+                self.cur.execute(
+                    f"DELETE FROM {table} WHERE {replace_by} IN "
+                    f"(SELECT {replace_by} FROM oneid_stitch_rows)"
+                )
+                self.cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM oneid_stitch_rows")
+            else:
+                self.cur.execute(
+                    f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM oneid_stitch_rows"
+                )
         finally:
             self.cur.unregister("oneid_stitch_rows")
 

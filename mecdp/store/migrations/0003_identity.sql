@@ -17,8 +17,9 @@ CREATE TABLE identity_links (
     status       VARCHAR NOT NULL,        -- linked, ambiguous (household), blocklisted, removed
     reason       VARCHAR,                 -- why not linked
     observed_at  TIMESTAMP,
-    updated_at   TIMESTAMP NOT NULL,
-    PRIMARY KEY (record_id, id_type, id_value)
+    updated_at   TIMESTAMP NOT NULL
+    -- one row per (record_id, id_type, id_value); no key constraint so a rebuild writes it
+    -- in bulk (the service deletes before it inserts)
 );
 
 -- Persons: one row per one_id ever issued (merged ones keep their row, status 'merged').
