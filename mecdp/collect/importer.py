@@ -249,7 +249,6 @@ def _insert_matching(
     available: list[str],
     *,
     extra: MappingType[str, str] | None = None,
-    on_conflict: bool = False,
     distinct: bool = False,
 ) -> None:
     """INSERT the columns `target` and the source share (plus constant `extra` columns)."""
@@ -257,9 +256,8 @@ def _insert_matching(
     columns = [c for c in _table_columns(cur, target) if c in available or c in extra]
     select = ", ".join(extra.get(c, _ident(c)) if c in extra else _ident(c) for c in columns)
     names = ", ".join(_ident(c) for c in columns)
-    conflict = " ON CONFLICT DO NOTHING" if on_conflict else ""
     keyword = "SELECT DISTINCT" if distinct else "SELECT"
-    cur.execute(f"INSERT INTO {target} ({names}) {keyword} {select} FROM ({source_sql}){conflict}")
+    cur.execute(f"INSERT INTO {target} ({names}) {keyword} {select} FROM ({source_sql})")
 
 
 def _parse_rejects_table(rejects: list[ParseReject]) -> pa.Table:

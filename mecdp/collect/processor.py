@@ -263,7 +263,6 @@ class StreamProcessor:
                     nullif(trim(p->>'$.anonymousId'), '') FROM _stream_batch
             )
             WHERE id_value IS NOT NULL
-            ON CONFLICT DO NOTHING
             """
         )
         fields = [f.name for f in PERSON_FIELDS] + ["store_code"]
@@ -297,13 +296,13 @@ class StreamProcessor:
                     "INSERT INTO contacts (record_id, record_kind, source_id, name, gender, "
                     "birthday, city, store_code, observed_at) "
                     "SELECT record_id, 'events', source_id, name, gender, birthday, city, "
-                    f"store_code, observed_at FROM {out.contacts} ON CONFLICT DO NOTHING"
+                    f"store_code, observed_at FROM {out.contacts}"
                 )
                 cur.execute(
                     "INSERT INTO record_identifiers (record_id, record_kind, source_id, "
                     "id_type, id_value, observed_at) "
                     "SELECT record_id, 'events', source_id, id_type, id_value, observed_at "
-                    f"FROM {out.identifiers} ON CONFLICT DO NOTHING"
+                    f"FROM {out.identifiers}"
                 )
                 rejected = cur.execute(
                     "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, "

@@ -1,7 +1,9 @@
 -- The canonical tables of the foundation (DESIGN.md, domain model).
 -- Times are UTC TIMESTAMP; money is BIGINT fen (never float).
 -- Every record row has a deterministic record_id (source + natural key or row hash),
--- so re-ingesting the same data changes nothing.
+-- so re-ingesting the same data changes nothing. Bulk tables carry no index: writers
+-- anti-join on record_id (one hash join per file), which costs far less than maintaining
+-- an ART index on every insert; raw_events and events keep their keys for the stream path.
 
 CREATE TABLE sources (
     source_id   VARCHAR PRIMARY KEY,      -- slug, e.g. 'pos_shanghai'
@@ -99,7 +101,7 @@ CREATE TABLE events (
 -- A person as one source record describes them (an order's buyer, a lead, a member row).
 -- Identity resolution and the golden record read these; one row per record with person data.
 CREATE TABLE contacts (
-    record_id    VARCHAR PRIMARY KEY,
+    record_id    VARCHAR NOT NULL,
     record_kind  VARCHAR NOT NULL,
     source_id    VARCHAR NOT NULL,
     name         VARCHAR,
@@ -118,8 +120,7 @@ CREATE TABLE record_identifiers (
     source_id    VARCHAR NOT NULL,
     id_type      VARCHAR NOT NULL,        -- see clean.codes.IDENTIFIER_TYPES
     id_value     VARCHAR NOT NULL,
-    observed_at  TIMESTAMP,
-    PRIMARY KEY (record_id, id_type, id_value)
+    observed_at  TIMESTAMP
 );
 
 CREATE TABLE stores (
@@ -140,7 +141,7 @@ CREATE TABLE catalog (
 );
 
 CREATE TABLE orders (
-    record_id    VARCHAR PRIMARY KEY,
+    record_id    VARCHAR NOT NULL,
     source_id    VARCHAR NOT NULL,
     order_no     VARCHAR NOT NULL,
     customer_no  VARCHAR,                 -- order-system customer id
@@ -161,7 +162,7 @@ CREATE TABLE orders (
 );
 
 CREATE TABLE appointments (
-    record_id      VARCHAR PRIMARY KEY,
+    record_id      VARCHAR NOT NULL,
     source_id      VARCHAR NOT NULL,
     appointment_no VARCHAR NOT NULL,
     store_code     VARCHAR,
@@ -177,7 +178,7 @@ CREATE TABLE appointments (
 
 -- Sensitive medical data (PIPL Art. 28).
 CREATE TABLE treatments (
-    record_id     VARCHAR PRIMARY KEY,
+    record_id     VARCHAR NOT NULL,
     source_id     VARCHAR NOT NULL,
     treatment_no  VARCHAR NOT NULL,
     store_code    VARCHAR,
@@ -191,7 +192,7 @@ CREATE TABLE treatments (
 );
 
 CREATE TABLE interactions (
-    record_id       VARCHAR PRIMARY KEY,
+    record_id       VARCHAR NOT NULL,
     source_id       VARCHAR NOT NULL,
     interaction_no  VARCHAR NOT NULL,
     channel         VARCHAR NOT NULL,
@@ -204,7 +205,7 @@ CREATE TABLE interactions (
 );
 
 CREATE TABLE feedback (
-    record_id     VARCHAR PRIMARY KEY,
+    record_id     VARCHAR NOT NULL,
     source_id     VARCHAR NOT NULL,
     response_no   VARCHAR NOT NULL,
     channel       VARCHAR,
