@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     commit_interval_ms: float = Field(
         default=2.0, description="Group commit: longest wait to gather more requests"
     )
+    stream_processor: bool = Field(
+        default=True, description="Run the stream processor inside `mecdp serve`"
+    )
     stream_interval_ms: float = Field(
         default=200.0, description="How often the stream processor polls the raw log"
     )

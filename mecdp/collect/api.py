@@ -489,9 +489,10 @@ def install_collector(app: FastAPI, state: AppState) -> None:
     writer = RawLogWriter(state.store)
     collector = Collector(state, writer)
     state.workers.append(writer)
-    processor = StreamProcessor(state.store, state.settings)
-    writer.listeners.append(processor.notify)
-    collector.processor = processor
-    state.workers.append(processor)
+    if state.settings.stream_processor:
+        processor = StreamProcessor(state.store, state.settings)
+        writer.listeners.append(processor.notify)
+        collector.processor = processor
+        state.workers.append(processor)
     app.add_middleware(CollectorMiddleware, collector=collector)
     app.state.collector = collector

@@ -1,10 +1,14 @@
 """Group commit to the raw log: one writer thread, one transaction for all pending requests.
 
 Request handlers put a `WriteRequest` on a queue and wait. The writer thread takes everything
-queued, inserts all messages with one Arrow `INSERT ... ON CONFLICT DO NOTHING RETURNING`,
-adds the quarantine rows and one `ingest_log` row per source, commits, and only then resolves
-each request. So an acknowledgement always means "committed", and under load many requests
-share one commit.
+queued, inserts all messages with one Arrow `INSERT`, adds the quarantine rows and one
+`ingest_log` row per source, commits, and only then resolves each request. So an
+acknowledgement always means "committed", and under load many requests share one commit.
+
+Dedupe on (source, messageId): replays of recent messages (the usual SDK retry) are dropped
+in memory against a bounded window of recently written ids; an older replay makes the plain
+INSERT hit the primary key, and that commit is redone with `ON CONFLICT DO NOTHING RETURNING`
+(about 3x slower per row, so it is kept off the common path).
 
 `seq` is assigned here, monotonic from `max(seq)` at start. A message that turns out to be a
 duplicate leaves a gap in `seq`; readers follow the order, not density. Since there is a
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import sys
@@ -33,6 +38,9 @@ from mecdp.collect.events import AcceptedMessage, utc_now
 from mecdp.store import Store
 
 log = logging.getLogger("mecdp.collect.writer")
+
+# How many recent message ids the in-memory dedupe window keeps (~100 bytes each).
+RECENT_IDS = 1_000_000
 
 _RAW_SCHEMA = pa.schema(
     [
@@ -126,6 +134,8 @@ class RawLogWriter:
         self.last_commit_ms = 0.0
         self.requests_committed = 0
         self.commit_seconds = 0.0
+        # recently written (source, message id) keys, oldest first: the in-memory dedupe window
+        self._recent: dict[tuple[str, str], None] = {}
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -210,11 +220,12 @@ class RawLogWriter:
         times: list[datetime] = []
         payloads: list[str] = []
         seen: set[tuple[str, str]] = set()
+        recent = self._recent
         now = utc_now()
         for req in pending:
             for msg in req.messages:
                 key = (req.source_id, msg.message_id)
-                if key in seen:
+                if key in seen or key in recent:
                     continue
                 seen.add(key)
                 seqs.append(self._next_seq)
@@ -240,14 +251,7 @@ class RawLogWriter:
                     ],
                     schema=_RAW_SCHEMA,
                 )
-                cur.register("_raw_batch", batch)
-                rows = cur.execute(
-                    "INSERT INTO raw_events (seq, source_id, message_id, received_at, "
-                    "event_time, payload) SELECT * FROM _raw_batch "
-                    "ON CONFLICT DO NOTHING RETURNING source_id, message_id"
-                ).fetchall()
-                cur.unregister("_raw_batch")
-                inserted = {(r[0], r[1]) for r in rows}
+                inserted = self._insert(cur, batch, seen)
             written = len(inserted)
             results = self._count(pending, inserted)
             self._write_quarantine(cur, pending, now)
@@ -262,6 +266,7 @@ class RawLogWriter:
             return
         if seqs:
             self.last_seq = seqs[-1]
+        self._remember(seen)
         self.commits += 1
         self.messages_written += written
         elapsed = time.perf_counter() - started
@@ -272,6 +277,40 @@ class RawLogWriter:
         if written:
             for listener in self.listeners:
                 listener(self.last_seq)
+
+    def _insert(
+        self, cur: Any, batch: pa.Table, keys: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Insert the batch inside the open transaction; the (source, id) keys written."""
+        import duckdb
+
+        cur.register("_raw_batch", batch)
+        try:
+            try:
+                cur.execute("INSERT INTO raw_events BY NAME SELECT * FROM _raw_batch")
+                return set(keys)
+            except duckdb.ConstraintException:
+                # An old replay: redo the transaction with per-row conflict handling.
+                cur.execute("ROLLBACK")
+                cur.execute("BEGIN TRANSACTION")
+                cur.register("_raw_batch", batch)  # the rollback dropped the registration
+                rows = cur.execute(
+                    "INSERT INTO raw_events BY NAME SELECT * FROM _raw_batch "
+                    "ON CONFLICT DO NOTHING RETURNING source_id, message_id"
+                ).fetchall()
+                return {(r[0], r[1]) for r in rows}
+        finally:
+            cur.unregister("_raw_batch")
+
+    def _remember(self, keys: set[tuple[str, str]]) -> None:
+        """Keep the newest ids in the in-memory dedupe window (oldest evicted first)."""
+        recent = self._recent
+        for key in keys:
+            recent[key] = None
+        overflow = len(recent) - RECENT_IDS
+        if overflow > 0:
+            for key in list(itertools.islice(recent, overflow)):
+                del recent[key]
 
     @staticmethod
     def _count(pending: list[WriteRequest], inserted: set[tuple[str, str]]) -> list[WriteResult]:
