@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -38,16 +39,13 @@ def print_import_report(console: Console, report: dict[str, Any]) -> None:
 
 
 def print_quality(console: Console, rows: list[dict[str, Any]]) -> None:
-    table = Table(
-        "source",
-        "channel",
-        "kind",
-        "received",
-        "accepted",
-        "quarantined",
-        "duplicates",
-        title="Sources",
-    )
+    """The per-source quality report: counts, quarantine reasons, fill rates."""
+    table = Table(title="Sources", box=box.SIMPLE_HEAD)
+    table.add_column("source", no_wrap=True)
+    table.add_column("channel", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    for name in ("received", "accepted", "quarantined", "duplicates"):
+        table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
             r["source_id"],
@@ -59,13 +57,18 @@ def print_quality(console: Console, rows: list[dict[str, Any]]) -> None:
             f"{r['duplicates']:,}",
         )
     console.print(table)
-    reasons = Table("source", "rule", "records", title="Quarantined by reason")
+    reasons = Table(title="Quarantined by reason", box=box.SIMPLE_HEAD)
+    reasons.add_column("source", no_wrap=True)
+    reasons.add_column("rule", no_wrap=True)
+    reasons.add_column("records", justify="right")
     for r in rows:
         for rule, n in r["quarantined_by_rule"].items():
             reasons.add_row(r["source_id"], rule, f"{n:,}")
     if reasons.row_count:
         console.print(reasons)
-    fill = Table("source", "field fill rates", title="Fill rate per field")
+    fill = Table(title="Fill rate per field", box=box.SIMPLE_HEAD)
+    fill.add_column("source", no_wrap=True)
+    fill.add_column("field fill rates")
     for r in rows:
         if r["fill_rate"]:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in r["fill_rate"].items())

@@ -27,7 +27,9 @@ from mecdp.errors import InputError
 from mecdp.store.engine import Engine, SqlStep, pipeline_sql
 
 # Kinds whose records must name someone: at least one identifier, else 'record.no_identifier'.
-NEEDS_IDENTIFIER = frozenset({"orders", "appointments", "treatments", "interactions", "feedback"})
+# Interactions and feedback may be anonymous (a chat visitor, an unsigned survey): they still
+# count in per-store and per-topic reports, they just join no profile.
+NEEDS_IDENTIFIER = frozenset({"orders", "appointments", "treatments"})
 MONEY_UNITS = ("yuan", "fen")
 _PERSON_NAMES = frozenset(f.name for f in PERSON_FIELDS)
 _IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -194,3 +194,22 @@ def test_dirty_batch_every_row_accounted_for(engine: DuckDBEngine, kind: str) ->
         f"SELECT _row FROM {out.records} INTERSECT SELECT _row FROM {out.rejects}"
     ).num_rows
     assert both == 0
+
+
+def test_anonymous_interactions_are_kept_without_a_profile(engine: DuckDBEngine) -> None:
+    rows = [
+        {"interaction_no": "S1", "channel": "官网", "type": "咨询", "occurred_at": "2024-03-05"},
+        {
+            "interaction_no": "S2",
+            "channel": "官网",
+            "type": "咨询",
+            "occurred_at": "2024-03-06",
+            "phone": "13812345678",
+        },
+    ]
+    kind = RECORD_KINDS["interactions"]
+    out = clean_records(engine, kind, staged(engine, rows), OPTIONS, "a")
+    assert engine.count(out.records) == 2
+    assert engine.count(out.rejects) == 0
+    ids = fetch(engine, out.identifiers, order="record_id")
+    assert [r["record_id"] for r in ids] == [f"{OPTIONS.source_id}:S2"]

@@ -1088,10 +1088,7 @@ WITH raw AS (
       AND NOT COALESCE(h__id_card__ok, FALSE)
       THEN 'id_card.invalid'
     END AS e__id_card,
-    CASE
-      WHEN v__phone IS NULL AND e__phone IS NULL AND v__id_card IS NULL AND e__id_card IS NULL
-      THEN 'record.no_identifier'
-    END AS e__record
+    CAST(NULL AS TEXT) AS e__record
   FROM l4
 ), checked AS (
   SELECT
