@@ -86,7 +86,8 @@ def synthesise(con: duckdb.DuckDBPyConnection, members: int) -> None:
     )
     con.execute(
         """
-        INSERT INTO record_identifiers
+        INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, id_value,
+                                        observed_at)
         SELECT 'crm:' || i, 'contacts', 'crm', 'member_no', member_no, NULL FROM people
         UNION ALL SELECT 'crm:' || i, 'contacts', 'crm', 'phone', phone, NULL FROM people
         UNION ALL SELECT 'pos:' || i, 'orders', 'pos', 'member_no', member_no, NULL

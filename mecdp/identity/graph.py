@@ -87,6 +87,12 @@ def _noop(_: str) -> None:
     return None
 
 
+def _literal(text: str) -> str:
+    """A SQL string literal (quotes doubled; backslashes are literal in both dialects' SQL
+    as SQLGlot writes them)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def label_propagation(
     engine: Engine, pairs: str, out: str, *, prefix: str, max_iterations: int = 200
 ) -> int:
@@ -163,14 +169,20 @@ def build_components(
 ) -> GraphStats:
     """Compute the components of the registered inputs; see the module docstring."""
     progress("preparing the graph")
-    # Exact values by a hash join; the patterns of a type as one alternation per type.
-    engine.create_table_as(
-        "g_patterns",
-        f"""
-        SELECT id_type, string_agg('(?:' || pattern || ')', '|') AS pattern
-        FROM {BLOCKLIST} WHERE pattern IS NOT NULL GROUP BY id_type
-        """,
-    )
+    # Exact values by a hash join; the patterns of a type as one constant alternation per
+    # type, inlined as literals (a regular expression read from a column is compiled per row).
+    patterns = engine.fetch_arrow(
+        f"SELECT id_type, pattern FROM {BLOCKLIST} WHERE pattern IS NOT NULL "
+        "ORDER BY id_type, pattern"
+    ).to_pylist()
+    by_type: dict[str, list[str]] = {}
+    for row in patterns:
+        by_type.setdefault(str(row["id_type"]), []).append(str(row["pattern"]))
+    tests = [
+        f"(v.id_type = {_literal(t)} AND regexp_matches(v.id_value, "
+        f"{_literal('|'.join(f'(?:{p})' for p in ps))}))"
+        for t, ps in sorted(by_type.items())
+    ]
     engine.create_table_as(
         "g_flagged",
         f"""
@@ -179,8 +191,7 @@ def build_components(
         JOIN {BLOCKLIST} b ON b.id_type = v.id_type AND b.value = v.id_value
         UNION
         SELECT v.id_type, v.id_value FROM vals v
-        JOIN g_patterns p ON p.id_type = v.id_type
-        WHERE regexp_matches(v.id_value, p.pattern)
+        WHERE {" OR ".join(tests) or "FALSE"}
         """,
     )
     engine.create_table_as(
@@ -305,7 +316,6 @@ def build_components(
         levels=levels,
     )
     for name in (
-        "g_patterns",
         "g_flagged",
         "g_e",
         "g_bday",

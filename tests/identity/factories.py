@@ -47,7 +47,8 @@ class Records:
         for id_type, values in identifiers.items():
             for value in [values] if isinstance(values, str) else values:
                 cur.execute(
-                    "INSERT INTO record_identifiers VALUES (?, 'contacts', ?, ?, ?, ?)",
+                    "INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, "
+                    "id_value, observed_at) VALUES (?, 'contacts', ?, ?, ?, ?)",
                     [record_id, source, id_type, value, observed],
                 )
         return record_id

@@ -84,7 +84,8 @@ def _inject_test_numbers(cur: duckdb.DuckDBPyConnection) -> None:
     )
     cur.execute(
         """
-        INSERT INTO record_identifiers
+        INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, id_value,
+                                        observed_at)
         SELECT 'walkin:' || person_id, 'contacts', 'walkin', 'member_no', member_no,
                TIMESTAMP '2026-01-01' FROM picked
         UNION ALL

@@ -45,6 +45,9 @@ def test_duckdb_and_spark_build_the_same_components(
     records.add(phone="+8613700000001", email="fam@qq.com")
     records.add(phone="+8613800000000", member_no="M1")
     records.add(phone="+8613800000000", member_no="M2")
+    records.add(phone="+8613900000000", member_no="M3")  # blocklisted by pattern
+    records.add(phone="+8613900000000", member_no="M4")
+    records.add(member_no="Test-01", email="a@b.cn")  # pattern with a flag
     records.add(phone="+8613755550000", birthday="1990-01-02", name="A")
     records.add(phone="+8613755550000", birthday="1975-08-09", name="B")
     for i in range(12):
@@ -61,3 +64,5 @@ def test_duckdb_and_spark_build_the_same_components(
     statuses = {e[3] for e in duck_edges}
     assert statuses == {"linked", "ambiguous", "blocklisted"}
     assert len(duck_groups) < 150  # the chains did link
+    blocked = {(e[1], e[2]) for e in duck_edges if e[3] == "blocklisted"}
+    assert {("phone", "+8613900000000"), ("member_no", "Test-01")} <= blocked
