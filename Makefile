@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 WORKSPACE ?= workspace
 MEMBERS ?= 2000
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix mecdp tests benchmarks
 	$(BIN)/ruff format mecdp tests benchmarks
+
+## Reference docs generated from the code (tests/test_docs.py keeps them current).
+docs: venv
+	$(BIN)/python -m mecdp.docs
 
 ## Benchmarks print tables; they are not part of the test suite.
 bench: venv
