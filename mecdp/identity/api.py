@@ -106,7 +106,9 @@ def build_identity_router(state: AppState) -> APIRouter:
         ref: Annotated[str, Query(max_length=300, description="one_id or <type>:<value>")],
     ) -> dict[str, Any]:
         """The person behind an identifier or an (old) one_id."""
-        return service.resolve(state.store.cursor(), ref).to_dict()
+        return service.resolve(
+            state.store.cursor(), ref, workspace=state.settings.workspace
+        ).to_dict()
 
     @router.get("/persons/{one_id}/identifiers")
     def identifiers(

@@ -130,7 +130,7 @@ def resolve_ref(ref: Annotated[str, typer.Argument(help="one_id or <type>:<value
         _print_json(server._call("GET", "/v1/identity/resolve", params={"ref": ref}))
         return
     with _local_store() as store:
-        _print_json(service.resolve(store.cursor(), ref).to_dict())
+        _print_json(service.resolve(store.cursor(), ref, workspace=_settings().workspace).to_dict())
 
 
 @identity_app.command("explain")
@@ -149,7 +149,7 @@ def explain(
         found = server._call("GET", f"/v1/identity/persons/{one_id}/graph")
     else:
         with _local_store() as store:
-            found = service.explain(store.cursor(), ref)
+            found = service.explain(store.cursor(), ref, _settings().workspace)
     if as_json:
         _print_json(found)
         return

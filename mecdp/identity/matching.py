@@ -30,6 +30,14 @@ import duckdb
 import pyarrow as pa
 
 from mecdp.identity.config import IdentityRules
+from mecdp.identity.plain import (
+    ENCRYPTED_TYPES,
+    IDENTIFIER_CONTEXT,
+    NAME_CONTEXT,
+    PlainValues,
+    identifiers_encrypted,
+    plain_identifier_sql,
+)
 from mecdp.store import Store
 
 MODEL_FILE = Path("identity") / "model.json"
@@ -122,17 +130,16 @@ def _profiles_sql(table: str, *, per_record: bool, sample: int) -> str:
         {"WHERE c.name IS NOT NULL" if per_record else ""}
     ),
     phones AS (
-        SELECT {key} AS unit,
-               list(DISTINCT right(ri.id_value, 4) ORDER BY right(ri.id_value, 4)) AS phone4
-        FROM identity_records r JOIN record_identifiers ri ON ri.record_id = r.record_id
+        SELECT {key} AS unit, list(DISTINCT f.part ORDER BY f.part) AS phone4
+        FROM identity_records r JOIN oneid_fragments f ON f.record_id = r.record_id
         JOIN contacts c ON c.record_id = r.record_id
-        WHERE ri.id_type = 'phone' GROUP BY 1
+        WHERE f.id_type = 'phone' GROUP BY 1
     ),
     emails AS (
-        SELECT {key} AS unit, mode(split_part(ri.id_value, '@', 1)) AS email_user
-        FROM identity_records r JOIN record_identifiers ri ON ri.record_id = r.record_id
+        SELECT {key} AS unit, mode(f.part) AS email_user
+        FROM identity_records r JOIN oneid_fragments f ON f.record_id = r.record_id
         JOIN contacts c ON c.record_id = r.record_id
-        WHERE ri.id_type = 'email' GROUP BY 1
+        WHERE f.id_type = 'email' GROUP BY 1
     )
     SELECT rec.unit AS unique_id,
            min(rec.record_id) FILTER (WHERE rec.name IS NOT NULL) AS record_id,
@@ -151,22 +158,72 @@ def _profiles_sql(table: str, *, per_record: bool, sample: int) -> str:
     """
 
 
+def build_fragments(cur: duckdb.DuckDBPyConnection, plain: PlainValues) -> None:
+    """`oneid_fragments(record_id, id_type, part)`: the last 4 digits of each phone and the
+    user part of each email (decrypted inside the service when stored encrypted)."""
+    if not any(identifiers_encrypted(cur, t) for t in ENCRYPTED_TYPES):
+        cur.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE oneid_fragments AS
+            SELECT record_id, id_type,
+                   CASE id_type WHEN 'phone' THEN right(id_value, 4)
+                                ELSE split_part(id_value, '@', 1) END AS part
+            FROM record_identifiers WHERE id_type IN ('phone', 'email')
+            """
+        )
+        return
+    expr = plain_identifier_sql(cur)
+    rows = cur.execute(
+        f"SELECT ri.record_id, ri.id_type, {expr} FROM record_identifiers ri "
+        "WHERE ri.id_type IN ('phone', 'email')"
+    ).fetchall()
+    parts: list[str | None] = []
+    for _, id_type, stored in rows:
+        value = plain.open(stored, IDENTIFIER_CONTEXT)
+        if value is None:
+            parts.append(None)
+        else:
+            parts.append(value[-4:] if id_type == "phone" else value.split("@", 1)[0])
+    cur.register(
+        "oneid_fragments_rows",
+        pa.table(
+            {
+                "record_id": pa.array([r[0] for r in rows], pa.string()),
+                "id_type": pa.array([r[1] for r in rows], pa.string()),
+                "part": pa.array(parts, pa.string()),
+            }
+        ),
+    )
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE oneid_fragments AS SELECT * FROM oneid_fragments_rows "
+        "WHERE part IS NOT NULL"
+    )
+    cur.unregister("oneid_fragments_rows")
+
+
 def build_profiles(
     cur: duckdb.DuckDBPyConnection,
     table: str = PROFILE_TABLE,
     *,
     per_record: bool = False,
     sample: int = 300_000,
+    plain: PlainValues | None = None,
 ) -> int:
     """Comparable rows into the temp table `table`: one per person, or (`per_record`, for
-    training) one per named source record, sampled. Returns the row count."""
+    training) one per named source record, sampled. Names, phones and emails are read in
+    plain inside the service when stored encrypted. Returns the row count."""
+    plain = plain or PlainValues(None)
+    if not has_table(cur, "oneid_fragments"):
+        build_fragments(cur, plain)
     cur.execute(_profiles_sql(table, per_record=per_record, sample=sample))
-    names = [str(r[0]) for r in cur.execute(f"SELECT DISTINCT name FROM {table}_raw").fetchall()]
+    stored = [str(r[0]) for r in cur.execute(f"SELECT DISTINCT name FROM {table}_raw").fetchall()]
+    names = [plain.open(n, NAME_CONTEXT) or "" for n in stored]
     keys = [name_keys(n) for n in names]
     cur.register(
         "oneid_name_keys",
         pa.table(
             {
+                "stored": stored,
                 "name": names,
                 "name_py": [k[0] for k in keys],
                 "name_py_sorted": [k[1] for k in keys],
@@ -178,8 +235,8 @@ def build_profiles(
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT p.unique_id, p.record_id, p.name, k.name_py, k.name_py_sorted, k.surname_py,
-               k.given_py, p.gender,
+        SELECT p.unique_id, p.record_id, nullif(k.name, '') AS name, k.name_py,
+               k.name_py_sorted, k.surname_py, k.given_py, p.gender,
                strftime(p.birthday, '%Y-%m-%d') AS birthday,
                CASE WHEN p.birthday IS NOT NULL THEN
                    strftime(p.birthday, '%Y') || '-' || strftime(p.birthday, '%d') || '-'
@@ -189,7 +246,7 @@ def build_profiles(
                CASE WHEN len(p.phone4) > 0 THEN p.phone4 END AS phone4,
                p.phone4[1] AS phone4_first,
                p.email_user
-        FROM {table}_raw p JOIN oneid_name_keys k ON k.name = p.name
+        FROM {table}_raw p JOIN oneid_name_keys k ON k.stored = p.name
         """
     )
     cur.unregister("oneid_name_keys")
@@ -258,14 +315,23 @@ def model_settings() -> Any:
     )
 
 
-def train_model(cur: duckdb.DuckDBPyConnection, db_api: Any) -> dict[str, Any]:
+def has_table(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def train_model(
+    cur: duckdb.DuckDBPyConnection, db_api: Any, plain: PlainValues | None = None
+) -> dict[str, Any]:
     """Train on the workspace's own source records (a sample of named records): u by random
     sampling, m by EM over two blocking rules, the prior from records sharing name and
     birthday. Records, unlike persons, still hold every typo and variant of a person, so the
     m values learn what the same person looks like across sources. Returns the model."""
     from splink import Linker, block_on
 
-    rows = build_profiles(cur, TRAIN_TABLE, per_record=True)
+    rows = build_profiles(cur, TRAIN_TABLE, per_record=True, plain=plain)
     try:
         sdf = db_api.register(TRAIN_TABLE, dataset_display_name="oneid_training_records")
         linker = Linker(sdf, model_settings(), log_level=logging.WARNING)
@@ -305,7 +371,8 @@ def match_persons(
     rules = IdentityRules.load(workspace)
     cur = store.con.cursor()
     try:
-        rows = build_profiles(cur)
+        plain = PlainValues(workspace)
+        rows = build_profiles(cur, plain=plain)
         if rows < MIN_PERSONS:  # too few to learn from: nothing to propose
             return MatchOutcome(0, 0, 0, 0, False)
         db_api = DuckDBAPI(connection=cur)
@@ -316,7 +383,7 @@ def match_persons(
         else:
             if progress is not None:
                 progress("training the match model on the workspace's records")
-            model = train_model(cur, db_api)
+            model = train_model(cur, db_api, plain)
             trained = True
             if model_path is not None:
                 model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +410,7 @@ def match_persons(
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {PROFILE_TABLE}")
         cur.execute("DROP TABLE IF EXISTS oneid_predictions")
+        cur.execute("DROP TABLE IF EXISTS oneid_fragments")
         cur.close()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -33,6 +34,13 @@ from mecdp.errors import Conflict, InputError, NotFound
 from mecdp.identity import graph
 from mecdp.identity.config import MATCH_TYPE, IdentityRules
 from mecdp.identity.models import Resolution, ResolveReport, StitchResult
+from mecdp.identity.plain import (
+    ENCRYPTED_TYPES,
+    IDENTIFIER_CONTEXT,
+    PlainValues,
+    identifiers_encrypted,
+    plain_identifier_sql,
+)
 from mecdp.privacy.audit import AuditEntry, append_audit
 from mecdp.store import Store
 from mecdp.store.engine import DuckDBEngine, Engine
@@ -102,23 +110,52 @@ FROM contacts WHERE birthday IS NOT NULL
 """
 
 
-def blocklist_table(cur: duckdb.DuckDBPyConnection, rules: IdentityRules) -> pa.Table:
+def blocklist_table(
+    cur: duckdb.DuckDBPyConnection, rules: IdentityRules, plain: PlainValues | None = None
+) -> pa.Table:
+    """Exact values and patterns as the graph reads them. For types stored as blind indexes
+    (privacy phase B) the exact values become blind indexes and the patterns are matched
+    here against the decrypted values (the flagged blind indexes become exact values)."""
+    plain = plain or PlainValues(None)
     rows = rules.blocklist_rows()
-    rows += [
+    # Overrides hold values as stored (split() translates plain phones and emails).
+    overrides = [
         {"id_type": t, "value": v, "pattern": None}
         for t, v in cur.execute(
             "SELECT id_type, id_value FROM identity_overrides WHERE action = 'blocklist'"
         ).fetchall()
     ]
-    return pa.Table.from_pylist(rows, schema=_BLOCKLIST_SCHEMA)
+    for id_type in ENCRYPTED_TYPES:
+        if not identifiers_encrypted(cur, id_type):
+            continue
+        mine = [r for r in rows if r["id_type"] == id_type]
+        rows = [r for r in rows if r["id_type"] != id_type]
+        rows += [
+            {"id_type": id_type, "value": plain.stored(cur, id_type, r["value"]), "pattern": None}
+            for r in mine
+            if r["value"] is not None
+        ]
+        patterns = [re.compile(r["pattern"]) for r in mine if r["pattern"] is not None]
+        if patterns:
+            for stored, token in cur.execute(
+                "SELECT DISTINCT id_value, id_value_enc FROM record_identifiers "
+                "WHERE id_type = ? AND id_value_enc IS NOT NULL",
+                [id_type],
+            ).fetchall():
+                value = plain.open(str(token), IDENTIFIER_CONTEXT)
+                if value is not None and any(p.search(value) for p in patterns):
+                    rows.append({"id_type": id_type, "value": str(stored), "pattern": None})
+    return pa.Table.from_pylist(rows + overrides, schema=_BLOCKLIST_SCHEMA)
 
 
-def graph_inputs(cur: duckdb.DuckDBPyConnection, rules: IdentityRules) -> dict[str, pa.Table]:
+def graph_inputs(
+    cur: duckdb.DuckDBPyConnection, rules: IdentityRules, plain: PlainValues | None = None
+) -> dict[str, pa.Table]:
     """The graph's inputs as Arrow tables (to run the graph on another engine, e.g. Spark)."""
     return {
         graph.EDGES: cur.execute(EDGES_SQL).arrow().read_all(),
         graph.TYPES: pa.Table.from_pylist(rules.type_rows(), schema=_TYPES_SCHEMA),
-        graph.BLOCKLIST: blocklist_table(cur, rules),
+        graph.BLOCKLIST: blocklist_table(cur, rules, plain),
         graph.BDAYS: cur.execute(BDAYS_SQL).arrow().read_all(),
     }
 
@@ -137,7 +174,10 @@ class _TempTableEngine(DuckDBEngine):
 
 
 def _run_graph(
-    cur: duckdb.DuckDBPyConnection, rules: IdentityRules, progress: Progress
+    cur: duckdb.DuckDBPyConnection,
+    rules: IdentityRules,
+    progress: Progress,
+    plain: PlainValues | None = None,
 ) -> graph.GraphStats:
     """Run the graph on the store's own DuckDB (inputs as views, no copy)."""
     engine = _TempTableEngine(cur)
@@ -146,7 +186,7 @@ def _run_graph(
     engine.register_arrow(
         graph.TYPES, pa.Table.from_pylist(rules.type_rows(), schema=_TYPES_SCHEMA)
     )
-    engine.register_arrow(graph.BLOCKLIST, blocklist_table(cur, rules))
+    engine.register_arrow(graph.BLOCKLIST, blocklist_table(cur, rules, plain))
     try:
         return graph.build_components(
             engine, default_priority=rules.default.priority, progress=progress
@@ -442,10 +482,11 @@ def resolve_identities(
     """Full rebuild: deterministic graph, stable one_ids, then (optionally) the probabilistic
     pass, whose automatic merges are folded in by a second graph pass."""
     rules = IdentityRules.load(workspace)
+    plain = PlainValues(workspace)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with store.transaction() as cur:
-        stats = _run_graph(cur, rules, progress)
+        stats = _run_graph(cur, rules, progress, plain)
         progress("assigning one_ids")
         merges, splits = _persist(cur, actor)
     timings["deterministic"] = time.perf_counter() - started
@@ -464,7 +505,7 @@ def resolve_identities(
             started = time.perf_counter()
             progress("folding automatic matches into the graph")
             with store.transaction() as cur:
-                stats = _run_graph(cur, rules, progress)
+                stats = _run_graph(cur, rules, progress, plain)
                 m2, s2 = _persist(cur, actor)
             merges, splits = merges + m2, splits + s2
             timings["fold"] = time.perf_counter() - started
@@ -529,10 +570,18 @@ def follow_redirects(cur: duckdb.DuckDBPyConnection, one_id: str) -> str:
 
 
 def resolve(
-    cur: duckdb.DuckDBPyConnection, ref: str, *, rules: IdentityRules | None = None
+    cur: duckdb.DuckDBPyConnection,
+    ref: str,
+    *,
+    rules: IdentityRules | None = None,
+    workspace: Path | None = None,
 ) -> Resolution:
-    """The person behind a one_id (old ones redirect) or an identifier."""
-    kind, value = parse_ref(ref)
+    """The person behind a one_id (old ones redirect) or an identifier (a plain phone or
+    email is looked up by its blind index when values are stored encrypted)."""
+    kind, plain_value = parse_ref(ref)
+    value = plain_value
+    if kind in ENCRYPTED_TYPES:
+        value = PlainValues(workspace).stored(cur, kind, plain_value)
     if kind == "one_id":
         exists = cur.execute(
             "SELECT status FROM identity_persons WHERE one_id = ?", [value]
@@ -548,7 +597,7 @@ def resolve(
     ).fetchone()
     if row is not None:
         return Resolution(follow_redirects(cur, str(row[0])), "found")
-    if (rules or IdentityRules.load()).is_blocklisted(kind, value) or cur.execute(
+    if (rules or IdentityRules.load(workspace)).is_blocklisted(kind, plain_value) or cur.execute(
         "SELECT 1 FROM identity_overrides WHERE action = 'blocklist' AND id_type = ? "
         "AND id_value = ?",
         [kind, value],
@@ -570,16 +619,40 @@ def resolve(
     return Resolution(None, "unknown")
 
 
-def _require_person(cur: duckdb.DuckDBPyConnection, ref: str) -> str:
-    found = resolve(cur, ref)
+def _plain_values(
+    cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]], workspace: Path | None
+) -> dict[tuple[str, str], str]:
+    """Plain values of stored (blind-indexed) phones and emails, for the person's own view
+    (the API masks them unless the role may see them)."""
+    wanted = {(t, v) for t, v in pairs if t in ENCRYPTED_TYPES}
+    if not wanted or not any(identifiers_encrypted(cur, t) for t in ENCRYPTED_TYPES):
+        return {}
+    plain = PlainValues(workspace)
+    out: dict[tuple[str, str], str] = {}
+    for t, v in wanted:
+        row = cur.execute(
+            "SELECT any_value(id_value_enc) FROM record_identifiers "
+            "WHERE id_type = ? AND id_value = ?",
+            [t, v],
+        ).fetchone()
+        value = plain.open(str(row[0]), IDENTIFIER_CONTEXT) if row and row[0] else None
+        if value is not None:
+            out[(t, v)] = value
+    return out
+
+
+def _require_person(cur: duckdb.DuckDBPyConnection, ref: str, workspace: Path | None = None) -> str:
+    found = resolve(cur, ref, workspace=workspace)
     if found.one_id is None:
         raise NotFound(f"no person for {ref!r} ({found.status})", field="ref", value=ref)
     return found.one_id
 
 
-def person_identifiers(cur: duckdb.DuckDBPyConnection, ref: str) -> dict[str, Any]:
+def person_identifiers(
+    cur: duckdb.DuckDBPyConnection, ref: str, workspace: Path | None = None
+) -> dict[str, Any]:
     """A person's identifiers (unmasked: the caller masks) and records."""
-    one_id = _require_person(cur, ref)
+    one_id = _require_person(cur, ref, workspace)
     ids = cur.execute(
         """
         SELECT o.id_type, o.id_value, count(l.record_id) AS records,
@@ -597,6 +670,8 @@ def person_identifiers(cur: duckdb.DuckDBPyConnection, ref: str) -> dict[str, An
     merged_from = cur.execute(
         "SELECT from_one_id FROM identity_redirects WHERE to_one_id = ? ORDER BY 1", [one_id]
     ).fetchall()
+    shown = _plain_values(cur, ((str(i[0]), str(i[1])) for i in ids), workspace)
+    ids = [(t, shown.get((str(t), str(v)), v), *rest) for t, v, *rest in ids]
     return {
         "one_id": one_id,
         "records": int(records[0]) if records else 0,
@@ -624,9 +699,11 @@ def person_store(cur: duckdb.DuckDBPyConnection, one_id: str) -> str | None:
     return str(row[0]) if row and row[0] is not None else None
 
 
-def history(cur: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
+def history(
+    cur: duckdb.DuckDBPyConnection, ref: str, workspace: Path | None = None
+) -> list[dict[str, Any]]:
     """Merge history of a person: events naming it or any one_id merged into it."""
-    one_id = _require_person(cur, ref)
+    one_id = _require_person(cur, ref, workspace)
     rows = cur.execute(
         """
         SELECT event_seq, occurred_at, action, one_id, other_one_id, rule, weight, evidence,
@@ -654,10 +731,12 @@ def history(cur: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
     ]
 
 
-def explain(cur: duckdb.DuckDBPyConnection, ref: str) -> dict[str, Any]:
+def explain(
+    cur: duckdb.DuckDBPyConnection, ref: str, workspace: Path | None = None
+) -> dict[str, Any]:
     """A person's graph: its records, every edge with its status and evidence, and why two
     identifiers are linked (the records carrying both), plus probabilistic links."""
-    one_id = _require_person(cur, ref)
+    one_id = _require_person(cur, ref, workspace)
     edges = cur.execute(
         """
         SELECT l.record_id, l.id_type, l.id_value, l.kind, l.source_id, l.rule, l.weight,
@@ -678,6 +757,8 @@ def explain(cur: duckdb.DuckDBPyConnection, ref: str) -> dict[str, Any]:
         """,
         [one_id, one_id],
     ).fetchall()
+    shown = _plain_values(cur, ((str(e[1]), str(e[2])) for e in edges), workspace)
+    edges = [(e[0], e[1], shown.get((str(e[1]), str(e[2])), e[2]), *e[3:]) for e in edges]
     by_node: dict[tuple[str, str], list[str]] = defaultdict(list)
     for e in edges:
         if e[7] == "linked" and e[1] != MATCH_TYPE:
@@ -761,6 +842,7 @@ def split(
     if action == "remove_edge" and not record_id:
         raise InputError("remove_edge needs the record_id", field="record_id")
     cur = store.cursor()
+    id_value = PlainValues(workspace).stored(cur, id_type, id_value)
     sql = (
         "SELECT DISTINCT r.one_id FROM identity_links l JOIN identity_records r "
         "ON r.record_id = l.record_id WHERE l.id_type = ? AND l.id_value = ?"
@@ -928,6 +1010,7 @@ def stitch_records(
     record_ids: Iterable[str],
     *,
     rules: IdentityRules | None = None,
+    workspace: Path | None = None,
 ) -> StitchResult:
     """Link new records' identifiers into the existing graph (real-time path).
 
@@ -940,18 +1023,20 @@ def stitch_records(
     Identifiers a person may not take (a second unique value, over the limit) are not
     attached. Returns the affected one_ids. A batch rebuild gives the same grouping.
     """
-    rules = rules or IdentityRules.load()
+    rules = rules or IdentityRules.load(workspace)
+    plain = PlainValues(workspace)
     ids = list(dict.fromkeys(record_ids))
     if not ids:
         return StitchResult((), 0, 0, 0)
     cur.register("oneid_stitch_ids", pa.table({"record_id": pa.array(ids, pa.string())}))
     try:
         rows = cur.execute(
-            """
+            f"""
             SELECT ri.record_id, ri.id_type, ri.id_value, ri.source_id, ri.observed_at,
                    coalesce(rd.to_one_id, o.one_id) AS one_id,
                    a.id_type IS NOT NULL AS ambiguous,
-                   b.id_type IS NOT NULL AS removed
+                   b.id_type IS NOT NULL AS removed,
+                   {plain_identifier_sql(cur)} AS stored
             FROM record_identifiers ri
             JOIN oneid_stitch_ids s ON s.record_id = ri.record_id
             LEFT JOIN identity_oneid o ON o.id_type = ri.id_type AND o.id_value = ri.id_value
@@ -979,7 +1064,7 @@ def stitch_records(
         }
     finally:
         cur.unregister("oneid_stitch_ids")
-    stitcher = _Stitcher(cur, rules)
+    stitcher = _Stitcher(cur, rules, plain)
     per_record: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
         per_record[str(r[0])].append(r)
@@ -991,8 +1076,10 @@ def stitch_records(
 class _Stitcher:
     """In-memory state of one stitching batch, written back in bulk by `flush`."""
 
-    def __init__(self, cur: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
-        self.cur, self.rules, self.now = cur, rules, _now()
+    def __init__(
+        self, cur: duckdb.DuckDBPyConnection, rules: IdentityRules, plain: PlainValues
+    ) -> None:
+        self.cur, self.rules, self.plain, self.now = cur, rules, plain, _now()
         self.new_ids: dict[tuple[str, str], str] = {}  # identifiers mapped in this batch
         self.records: dict[str, str] = {}
         self.links: list[tuple[Any, ...]] = []
@@ -1071,8 +1158,11 @@ class _Stitcher:
     ) -> None:
         usable: list[tuple[Any, ...]] = []
         for r in rows:
-            _, id_type, id_value, *_rest = r
-            blocked = self.rules.is_blocklisted(str(id_type), str(id_value)) or bool(r[7])
+            id_type = str(r[1])
+            value = self.plain.open(str(r[8]), IDENTIFIER_CONTEXT) if r[8] else str(r[2])
+            blocked = bool(r[7]) or (
+                value is not None and self.rules.is_blocklisted(id_type, value)
+            )
             status = "blocklisted" if blocked else ("ambiguous" if r[6] else None)
             if status:
                 self.links.append(self._link(r, status))
