@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -28,7 +29,9 @@ from mecdp.config import Settings, init_workspace
 from mecdp.demo.generator import generate_chain
 from mecdp.demo.pipeline import load_reference_data
 from mecdp.identity.models import ResolveReport
+from mecdp.identity.plain import IDENTIFIER_CONTEXT, PlainValues, identifiers_encrypted
 from mecdp.identity.service import resolve_identities
+from mecdp.privacy.crypto import encrypt_value, load_keyring
 from mecdp.store import Store, open_store
 
 pytestmark = pytest.mark.slow
@@ -58,7 +61,7 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resolved]:
         f"CREATE TABLE truth AS SELECT ref AS record_id, person_id "
         f"FROM read_parquet('{chain.truth_path}') WHERE kind <> 'events'"
     )
-    _inject_test_numbers(cur)
+    _inject_test_numbers(cur, settings.workspace)
     report = resolve_identities(store, workspace=settings.workspace, match=True, retrain=True)
     try:
         yield Resolved(store, report)
@@ -66,8 +69,21 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resolved]:
         store.close()
 
 
-def _inject_test_numbers(cur: duckdb.DuckDBPyConnection) -> None:
+TEST_NUMBERS = ("+8613800000000", "+8600000000000")
+
+
+def _stored(cur: duckdb.DuckDBPyConnection, workspace: Path, value: str) -> tuple[str, str | None]:
+    """A phone as the store keeps it (blind index + token once encrypted at rest)."""
+    if not identifiers_encrypted(cur, "phone"):
+        return value, None
+    settings = Settings(workspace=workspace)
+    token = encrypt_value(load_keyring(settings), value, context=IDENTIFIER_CONTEXT)
+    return PlainValues(workspace).stored(cur, "phone", value), token
+
+
+def _inject_test_numbers(cur: duckdb.DuckDBPyConnection, workspace: Path) -> None:
     """Front-desk placeholders: 30 members' store visits typed with 13800000000 / 00000000000."""
+    (even, even_token), (odd, odd_token) = (_stored(cur, workspace, v) for v in TEST_NUMBERS)
     cur.execute(
         """
         CREATE TEMP TABLE picked AS
@@ -90,11 +106,18 @@ def _inject_test_numbers(cur: duckdb.DuckDBPyConnection) -> None:
                TIMESTAMP '2026-01-01' FROM picked
         UNION ALL
         SELECT 'walkin:' || person_id, 'contacts', 'walkin', 'phone',
-               CASE WHEN row_number() OVER (ORDER BY person_id) % 2 = 0
-                    THEN '+8613800000000' ELSE '+8600000000000' END,
+               CASE WHEN row_number() OVER (ORDER BY person_id) % 2 = 0 THEN ? ELSE ? END,
                TIMESTAMP '2026-01-01' FROM picked
-        """
+        """,
+        [even, odd],
     )
+    if even_token is not None:
+        for stored, token in ((even, even_token), (odd, odd_token)):
+            cur.execute(
+                "UPDATE record_identifiers SET id_value_enc = ? WHERE id_value = ?",
+                [token, stored],
+            )
+    cur.execute("CREATE TABLE test_numbers AS SELECT unnest(?) AS stored", [[even, odd]])
     cur.execute("INSERT INTO truth SELECT 'walkin:' || person_id, person_id FROM picked")
 
 
@@ -167,7 +190,7 @@ def test_no_merge_through_blocklisted_values(resolved: Resolved) -> None:
     assert rows == []
     linked = cur.execute(
         "SELECT count(*) FROM identity_links WHERE id_value IN "
-        "('+8613800000000', '+8600000000000') AND status <> 'blocklisted'"
+        "(SELECT stored FROM test_numbers) AND status <> 'blocklisted'"
     ).fetchone()
     assert linked == (0,)
     persons = cur.execute(
