@@ -44,8 +44,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Set by --traits: every event carries personal traits (phone, email, name) in
+# context.traits, which the collector encrypts before the raw log.
+WITH_TRAITS = os.environ.get("MECDP_BENCH_TRAITS") == "1"
+
+
 def make_event(prefix: str, n: int) -> dict[str, object]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    event = _event(prefix, n, now)
+    if WITH_TRAITS:
+        context = event["context"]
+        assert isinstance(context, dict)  # noqa: S101 - built just above
+        context["traits"] = {
+            "phone": f"+86138{n % 100_000_000:08d}",
+            "email": f"member{n % 2000}@example.com",
+            "name": "张三",
+        }
+    return event
+
+
+def _event(prefix: str, n: int, now: str) -> dict[str, object]:
     return {
         "type": "track",
         "event": "Appointment Booked",
@@ -300,7 +318,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="load processes")
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--single-connections", type=int, default=32)
+    parser.add_argument(
+        "--traits", action="store_true", help="personal traits (phone, email, name) in events"
+    )
     args = parser.parse_args()
+    if args.traits:  # the spawned load processes read it from the environment
+        os.environ["MECDP_BENCH_TRAITS"] = "1"
+        global WITH_TRAITS
+        WITH_TRAITS = True
 
     from mecdp.collect.sources import add_source
     from mecdp.config import Settings, init_workspace

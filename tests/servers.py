@@ -97,12 +97,16 @@ class PrivacyFixture:
 
 def seed_privacy_workspace(workspace: Path) -> PrivacyFixture:
     """Users `<role>1` (consultants serve store SH01), an API key per role, a write key and two
-    contact records (one in SH01, one in BJ01), written to the real store before serving."""
+    contact records (one in SH01, one in BJ01, name and phone encrypted), written to the real
+    store before serving."""
+    import pyarrow as pa
+
     from mecdp.collect.sources import add_source
     from mecdp.config import Settings, init_workspace
     from mecdp.privacy import auth
     from mecdp.privacy.crypto import load_keyring
     from mecdp.privacy.roles import Role
+    from mecdp.privacy.vault import vault_for, write_people
     from mecdp.store import open_store
 
     settings = Settings(workspace=workspace)
@@ -121,18 +125,29 @@ def seed_privacy_workspace(workspace: Path) -> PrivacyFixture:
         write_key = add_source(cur, "website", channel="web").write_key
         contacts = {"c_sh": "SH01", "c_bj": "BJ01"}
         people = {"c_sh": ("欧阳娜娜", "+8613812345678"), "c_bj": ("李四", "+8613900001111")}
-        for record_id, store_code in contacts.items():
-            name, phone = people[record_id]
-            cur.execute(
-                "INSERT INTO contacts (record_id, record_kind, source_id, name, store_code) "
-                "VALUES (?, 'members', 'crm', ?, ?)",
-                [record_id, name, store_code],
-            )
-            cur.execute(
-                "INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, "
-                "id_value) VALUES (?, 'members', 'crm', 'phone', ?)",
-                [record_id, phone],
-            )
+        ids = list(contacts)
+        write_people(
+            cur,
+            vault_for(settings),
+            contacts=pa.table(
+                {
+                    "record_id": ids,
+                    "record_kind": ["members"] * len(ids),
+                    "source_id": ["crm"] * len(ids),
+                    "name": [people[r][0] for r in ids],
+                    "store_code": [contacts[r] for r in ids],
+                }
+            ),
+            identifiers=pa.table(
+                {
+                    "record_id": ids,
+                    "record_kind": ["members"] * len(ids),
+                    "source_id": ["crm"] * len(ids),
+                    "id_type": ["phone"] * len(ids),
+                    "id_value": [people[r][1] for r in ids],
+                }
+            ),
+        )
     finally:
         store.close()
     return PrivacyFixture(keys, write_key, contacts)

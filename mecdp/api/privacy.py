@@ -314,7 +314,7 @@ def build_privacy_router(state: AppState) -> APIRouter:
 
     @router.get("/contacts/{record_id}")
     def contact_masked(record_id: str, principal: MaskedReader) -> dict[str, Any]:
-        record = read_contact(state.store.cursor(), record_id)
+        record = read_contact(state.store.cursor(), settings, record_id)
         return mask_record(record, principal.role, None)
 
     @router.get("/contacts/{record_id}/unmasked")
@@ -330,7 +330,7 @@ def build_privacy_router(state: AppState) -> APIRouter:
                 value=purpose,
                 rule="read.purpose",
             )
-        record = read_contact(state.store.cursor(), record_id)
+        record = read_contact(state.store.cursor(), settings, record_id)
         ref = member_ref_of_record(record_id)
         try:
             check_member_scope(principal, record["store_code"], f"record {record_id}")

@@ -43,6 +43,7 @@ from mecdp.collect.events import (
 from mecdp.collect.processor import StreamProcessor
 from mecdp.collect.writer import QuarantineEntry, RawLogWriter, WriteRequest
 from mecdp.errors import AuthenticationError, InputError, MeCdpError, PermissionDenied
+from mecdp.privacy.vault import vault_for
 
 BATCH_PATHS = ("/v1/batch", "/v1/import", "/beacon/v1/batch")
 SINGLE_PATHS = {
@@ -187,6 +188,7 @@ class Collector:
         settings = state.settings
         self.max_body = settings.max_batch_bytes
         self.max_event = settings.max_event_bytes
+        self.vault = vault_for(settings)
 
     # ASGI ----------------------------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class Collector:
                 implied_type=implied_type,
                 header_anonymous_id=anonymous_id,
                 max_event_bytes=self.max_event,
+                vault=self.vault,
             )
             if isinstance(outcome, AcceptedMessage):
                 accepted.append(outcome)
@@ -486,7 +489,7 @@ class CollectorMiddleware:
 
 def install_collector(app: FastAPI, state: AppState) -> None:
     """Register the collector routes and its workers (raw-log writer, stream processor)."""
-    writer = RawLogWriter(state.store)
+    writer = RawLogWriter(state.store, vault=vault_for(state.settings))
     collector = Collector(state, writer)
     state.workers.append(writer)
     if state.settings.stream_processor:

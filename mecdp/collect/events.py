@@ -9,7 +9,10 @@ with orjson, keys and values unchanged), except that
 
 * `writeKey` is removed (a credential has no place in the log),
 * `type` is added when the endpoint implied it (`/v1/track` with a body without `type`),
-* `anonymousId` is added when it came from RudderStack's `AnonymousId` header.
+* `anonymousId` is added when it came from RudderStack's `AnonymousId` header,
+* personal values (name, phone, email, id-card under `traits`, `context.traits`, and
+  `context.externalIds` of those types; `mecdp.privacy.vault.PERSONAL_KEYS`) are replaced
+  by AES-GCM tokens (`e1:<key id>:...`), which the stream processor decrypts.
 
 A message without `messageId` gets a server-generated UUID4 (stored in
 `raw_events.message_id`, not in the payload). Such a message cannot be deduplicated when the
@@ -29,6 +32,7 @@ from typing import Any
 import orjson
 
 from mecdp.errors import InputError, LimitExceeded, UnsupportedMediaType
+from mecdp.privacy.vault import Vault, protect_message
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
@@ -364,8 +368,13 @@ def validate_message(
     implied_type: str | None = None,
     header_anonymous_id: str | None = None,
     max_event_bytes: int,
+    vault: Vault | None = None,
 ) -> AcceptedMessage | RejectedMessage:
-    """Check one message and compute its event time and stored payload."""
+    """Check one message and compute its event time and stored payload.
+
+    With a `vault`, personal trait values are replaced by tokens first
+    (`mecdp.privacy.vault.protect_message`): the raw log never holds them plain.
+    """
     if not isinstance(message, dict):
         return RejectedMessage(
             index,
@@ -384,6 +393,8 @@ def validate_message(
     if extra or "writeKey" in message:
         message = {k: v for k, v in message.items() if k != "writeKey"}
         message.update(extra)
+    if vault is not None and ("traits" in message or "context" in message):
+        protect_message(message, vault)
     encoded = orjson.dumps(message)
     payload = encoded.decode()
     raw_id = message.get("messageId")

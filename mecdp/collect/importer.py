@@ -2,15 +2,18 @@
 
 Steps, for one file:
 
-1. Keep the bytes: an immutable copy at `raw_files_dir/<sha256>.<ext>` (the raw log of
-   bulk data). `import_id = sha256(source_id + file sha256)`; a file already imported for
-   the source changes nothing (`already_imported`).
+1. Keep the bytes: an immutable copy at `raw_files_dir/<sha256>.<ext>.enc` (the raw log of
+   bulk data), encrypted with the workspace key ring (`mecdp.privacy.vault.seal_file`).
+   `import_id = sha256(source_id + file sha256)`; a file already imported for the source
+   changes nothing (`already_imported`).
 2. Read it (`readers`) into an all-text staging table, match its headers to the kind's
    fields (`mapping`); missing required columns stop the import before anything is written.
-3. Clean (`mecdp.clean.stage.clean_records`): typed records, contacts, identifiers, rejects.
+3. Clean (`mecdp.clean.stage.clean_records`): typed records, contacts, identifiers, rejects;
+   names, phones and emails are then encrypted / blind-indexed (`mecdp.privacy.vault`).
 4. Write in ONE transaction: new records (anti-join on record_id), their contacts and
    identifiers, one quarantine row per failing field (payload = the original row under the
-   file's own headers, id-card numbers masked), the `file_imports` and `ingest_log` rows.
+   file's own headers, id-card numbers masked, then value and payload encrypted), the
+   `file_imports` and `ingest_log` rows.
    Bad rows never stop the good ones.
 """
 
@@ -36,7 +39,6 @@ from mecdp.collect.mapping import HeaderMatch, Mapping, load_mapping
 from mecdp.collect.readers import (
     ParseReject,
     RawFile,
-    copy_raw,
     detect_format,
     read_file,
     scan_file,
@@ -44,6 +46,15 @@ from mecdp.collect.readers import (
 from mecdp.collect.sources import get_source
 from mecdp.config import Settings
 from mecdp.errors import InputError
+from mecdp.privacy.masking import mask_value
+from mecdp.privacy.vault import (
+    PERSONAL_FIELDS,
+    Vault,
+    insert_quarantine,
+    seal_file,
+    seal_stage_outputs,
+    vault_for,
+)
 from mecdp.store.duckdb_store import Store
 
 SAMPLE_REJECTS = 20
@@ -328,7 +339,8 @@ def import_file(
     kind = RECORD_KINDS[loaded.kind]
     scan = scan_file(path)
     file_format = detect_format(path, scan.first_bytes)
-    copy_raw(path, settings.raw_files_dir, scan.sha256, file_format)
+    vault = vault_for(settings)
+    raw_copy(path, settings, scan.sha256, file_format, vault)
     import_id = hashlib.sha256((source_id + scan.sha256).encode()).hexdigest()
     estimate = max(scan.lines - 1, 0)
 
@@ -364,10 +376,11 @@ def import_file(
             defaults=defaults,
         )
         outputs = clean_records(engine, kind, staged, options, prefix)
+        seal_stage_outputs(cur, outputs.contacts, outputs.identifiers, vault)
         report_progress(int(total * _CLEAN), total)
 
         now = _now()
-        counts = _write(cur, raw, kind, match, outputs, prefix, source_id, now)
+        counts = _write(cur, raw, kind, match, outputs, prefix, source_id, now, vault)
         accepted, rejected_rows, by_rule = counts
         duplicates = total - accepted - rejected_rows
         sample = _sample_rejects(cur, raw, match, f"{prefix}_quarantine")
@@ -432,6 +445,7 @@ def _write(
     prefix: str,
     source_id: str,
     now: datetime,
+    vault: Vault,
 ) -> tuple[int, int, dict[str, int]]:
     """Write records, contacts, identifiers and quarantine; (accepted, rejected rows, by rule)."""
     target = kind.table or "contacts"
@@ -505,14 +519,15 @@ def _write(
             )
         finally:
             cur.unregister(view)
-    cur.execute(
-        "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, "
-        "reason, payload, quarantined_at) "
-        f"SELECT {_sql_text(source_id)}, 'file', {_sql_text(kind.name)}, "
-        f"{_sql_text(raw.path.name + ':')} || _row, field, value, rule, reason, payload, ? "
+    rows = cur.execute(
+        f"SELECT {_sql_text(source_id)} AS source_id, 'file' AS origin, "
+        f"{_sql_text(kind.name)} AS record_kind, "
+        f"{_sql_text(raw.path.name + ':')} || _row AS ref, field, value, rule, reason, "
+        "payload, ?::TIMESTAMP AS quarantined_at "
         f"FROM {quarantined} ORDER BY _row, field NULLS FIRST",
         [now],
-    )
+    ).to_arrow_table()
+    insert_quarantine(cur, rows, vault)
     row = cur.execute(f"SELECT count(DISTINCT _row) FROM {quarantined}").fetchone()
     rejected_rows = int(row[0]) if row else 0
     by_rule = {
@@ -533,17 +548,35 @@ def _sample_rejects(
         "ORDER BY _row, field NULLS FIRST LIMIT ?",
         [SAMPLE_REJECTS],
     ).fetchall()
-    return [
-        {
-            "row": int(row),
-            "column": match.header_of(raw.headers, str(fld)) if fld is not None else None,
-            "field": fld,
-            "value": value,
-            "rule": rule,
-            "reason": reason,
-        }
-        for row, fld, value, rule, reason in rows
-    ]
+    out: list[dict[str, object]] = []
+    for row, fld, value, rule, reason in rows:
+        kind = PERSONAL_FIELDS.get(str(fld))
+        if kind is not None and value:
+            masked = mask_value(kind, str(value))
+            reason = str(reason).replace(str(value), str(masked))
+            value = masked
+        out.append(
+            {
+                "row": int(row),
+                "column": match.header_of(raw.headers, str(fld)) if fld is not None else None,
+                "field": fld,
+                "value": value,
+                "rule": rule,
+                "reason": reason,
+            }
+        )
+    return out
+
+
+def raw_copy(path: Path, settings: Settings, sha256: str, file_format: str, vault: Vault) -> Path:
+    """The raw log of bulk data: `<raw_files_dir>/<sha256>.<ext>.enc`, sealed with the key ring
+    (`mecdp.privacy.vault.seal_file`); kept once per content."""
+    raw_dir = settings.raw_files_dir
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    target = raw_dir / f"{sha256}.{file_format}.enc"
+    if target.exists():
+        return target
+    return seal_file(path, target, vault)
 
 
 def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:

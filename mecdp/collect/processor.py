@@ -29,6 +29,13 @@ from typing import Any
 
 from mecdp.clean.kinds import PERSON_FIELDS, RECORD_KINDS
 from mecdp.config import Settings
+from mecdp.privacy.vault import (
+    QUARANTINE_COLUMNS,
+    REVEAL_UDF_NAME,
+    insert_quarantine,
+    seal_stage_outputs,
+    vault_for,
+)
 from mecdp.store import Store
 
 log = logging.getLogger("mecdp.collect.processor")
@@ -62,6 +69,8 @@ TRAIT_NAMES: dict[str, tuple[str, ...]] = {
     "store_code": ("store_code", "storeCode"),
 }
 _ID_FIELDS = {f.name for f in PERSON_FIELDS if f.id_type}
+# fields whose payload values may be tokens (mecdp.privacy.vault.PERSONAL_KEYS)
+_SEALED_FIELDS = frozenset({"name", "phone", "phone2", "email", "id_card"})
 
 
 def _lit(text: str) -> str:
@@ -94,7 +103,10 @@ def _trait_sql(field: str) -> str:
             "CASE WHEN lower(p->>'$.context.os.name') IN ('android', 'harmonyos') "
             "THEN p->>'$.context.device.advertisingId' END"
         )
-    return f"nullif(trim(coalesce({', '.join(candidates)})), '') AS {field}"
+    value = f"nullif(trim(coalesce({', '.join(candidates)})), '')"
+    if field in _SEALED_FIELDS:  # personal values arrive as tokens (collect.events)
+        value = f"{REVEAL_UDF_NAME}({value})"
+    return f"{value} AS {field}"
 
 
 class StreamProcessor:
@@ -252,7 +264,8 @@ class StreamProcessor:
         # userId / anonymousId: identifiers of the event record itself
         cur.execute(
             """
-            INSERT INTO record_identifiers
+            INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, id_value,
+                observed_at)
             SELECT DISTINCT source_id || ':' || message_id, 'events', source_id, id_type,
                 id_value, event_time
             FROM (
@@ -265,6 +278,8 @@ class StreamProcessor:
             WHERE id_value IS NOT NULL
             """
         )
+        vault = vault_for(self._settings)
+        engine.register_udf(vault.reveal_udf())
         fields = [f.name for f in PERSON_FIELDS] + ["store_code"]
         person_sql = ",\n".join(_trait_sql(f) for f in fields)
         cur.execute(
@@ -292,31 +307,32 @@ class StreamProcessor:
             options = CleanOptions(source_id=source_id, hash_key=self._settings.key())
             out = clean_records(engine, kind, staged, options, "_stream_clean")
             try:
+                seal_stage_outputs(cur, out.contacts, out.identifiers, vault)
                 cur.execute(
                     "INSERT INTO contacts (record_id, record_kind, source_id, name, gender, "
-                    "birthday, city, store_code, observed_at) "
+                    "birthday, city, store_code, observed_at, name_bidx) "
                     "SELECT record_id, 'events', source_id, name, gender, birthday, city, "
-                    f"store_code, observed_at FROM {out.contacts}"
+                    f"store_code, observed_at, name_bidx FROM {out.contacts}"
                 )
                 cur.execute(
                     "INSERT INTO record_identifiers (record_id, record_kind, source_id, "
-                    "id_type, id_value, observed_at) "
-                    "SELECT record_id, 'events', source_id, id_type, id_value, observed_at "
-                    f"FROM {out.identifiers}"
+                    "id_type, id_value, observed_at, id_value_enc) "
+                    "SELECT record_id, 'events', source_id, id_type, id_value, observed_at, "
+                    f"id_value_enc FROM {out.identifiers}"
                 )
                 rejected = cur.execute(
-                    "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, "
-                    "rule, reason, payload, quarantined_at) "
-                    f"SELECT {_lit(source_id)}, 'stream', 'events', j._ref, j.field, j.value, "
-                    "j.rule, j.reason, b.payload, now()::TIMESTAMP "
-                    f"FROM {out.rejects} j JOIN _stream_batch b ON b.seq = j._row "
-                    "RETURNING ref"
-                ).fetchall()
-                if rejected:
+                    f"SELECT {_lit(source_id)} AS source_id, 'stream' AS origin, "
+                    "'events' AS record_kind, j._ref AS ref, j.field, j.value, j.rule, j.reason, "
+                    "b.payload, now()::TIMESTAMP AS quarantined_at "
+                    f"FROM {out.rejects} j JOIN _stream_batch b ON b.seq = j._row"
+                ).to_arrow_table()
+                insert_quarantine(cur, rejected.select(list(QUARANTINE_COLUMNS)), vault)
+                if rejected.num_rows:
+                    refs = set(rejected.column("ref").to_pylist())
                     cur.execute(
                         "INSERT INTO ingest_log VALUES (?, 'stream', ?, 0, 0, ?, 0, "
                         "now()::TIMESTAMP)",
-                        [source_id, f"seq:{first_seq}", len({r[0] for r in rejected})],
+                        [source_id, f"seq:{first_seq}", len(refs)],
                     )
             finally:
                 for table in (out.records, out.contacts, out.identifiers, out.rejects):

@@ -35,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from mecdp.collect.events import AcceptedMessage, utc_now
+from mecdp.privacy.vault import Vault, seal_quarantine
 from mecdp.store import Store
 
 log = logging.getLogger("mecdp.collect.writer")
@@ -121,9 +122,11 @@ def _resolve_many(
 class RawLogWriter:
     """The single writer of `raw_events` (plus its quarantine and ingest_log rows)."""
 
-    def __init__(self, store: Store, *, origin: str = "http") -> None:
+    def __init__(self, store: Store, *, origin: str = "http", vault: Vault | None = None) -> None:
         self._store = store
         self._origin = origin
+        # seals quarantine values and payloads (personal data) before they are written
+        self._vault = vault
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._next_seq = 0
@@ -347,6 +350,8 @@ class RawLogWriter:
             ],
             schema=_QUARANTINE_SCHEMA,
         )
+        if self._vault is not None:
+            table = seal_quarantine(table, self._vault)
         cur.register("_quarantine_batch", table)
         cur.execute(
             "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, "

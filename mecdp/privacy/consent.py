@@ -22,12 +22,15 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from mecdp.errors import InputError
 from mecdp.privacy.crypto import BLIND_INDEX_TYPES, blind_index, sha256_hex
+
+if TYPE_CHECKING:
+    from mecdp.privacy.vault import Vault
 
 log = logging.getLogger("mecdp.privacy.consent")
 
@@ -268,25 +271,34 @@ def quarantine_consent(
     error: InputError,
     *,
     origin: str,
+    vault: Vault,
     source_id: str | None = None,
     ref: str | None = None,
 ) -> None:
-    """Put a rejected consent event in the shared quarantine table with its field and rule."""
-    cur.execute(
-        "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, "
-        "reason, payload, quarantined_at) VALUES (?, ?, 'consent', ?, ?, ?, ?, ?, ?, ?)",
-        [
-            source_id,
-            origin,
-            ref,
-            error.field,
-            None if error.details.get("value") is None else str(error.details["value"]),
-            error.rule or "consent.invalid",
-            error.message,
-            json.dumps(payload, ensure_ascii=False, default=str),
-            datetime.now(UTC).replace(tzinfo=None),
-        ],
+    """Put a rejected consent event in the shared quarantine table with its field and rule
+    (value and payload sealed with `vault`: they may carry personal data)."""
+    import pyarrow as pa
+
+    from mecdp.privacy.vault import insert_quarantine
+
+    value = None if error.details.get("value") is None else str(error.details["value"])
+    row = {
+        "source_id": source_id,
+        "origin": origin,
+        "record_kind": "consent",
+        "ref": ref,
+        "field": error.field,
+        "value": value,
+        "rule": error.rule or "consent.invalid",
+        "reason": error.message,
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+    table = pa.table({k: pa.array([v], pa.string()) for k, v in row.items()})
+    table = table.append_column(
+        "quarantined_at",
+        pa.array([datetime.now(UTC).replace(tzinfo=None)], pa.timestamp("us")),
     )
+    insert_quarantine(cur, table, vault)
     log.info("consent.quarantined", extra={"consent_rule": error.rule})
 
 

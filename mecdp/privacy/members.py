@@ -1,4 +1,4 @@
-"""Reading one person's contact data for the privacy-aware views (phase A).
+"""Reading one person's contact data for the privacy-aware views.
 
 Until OneID and the golden record exist (issues 3-4), the person is a source contact record
 (`contacts` + `record_identifiers`, owned by the cleaning stage; read here, never written).
@@ -10,7 +10,9 @@ from typing import Any
 
 import duckdb
 
+from mecdp.config import Settings
 from mecdp.errors import NotFound
+from mecdp.privacy.vault import plain_contacts, plain_identifiers
 
 CONTACT_IDENTIFIERS = (
     "phone",
@@ -28,31 +30,30 @@ def member_ref_of_record(record_id: str) -> str:
     return f"record:{record_id}"
 
 
-def read_contact(cur: duckdb.DuckDBPyConnection, record_id: str) -> dict[str, Any]:
-    """The contact record with its first identifier of each contact type (unmasked)."""
-    row = cur.execute(
-        "SELECT record_id, record_kind, source_id, name, gender, birthday, city, store_code "
-        "FROM contacts WHERE record_id = ?",
-        [record_id],
-    ).fetchone()
-    if row is None:
+def read_contact(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, record_id: str
+) -> dict[str, Any]:
+    """The contact record with its first identifier of each contact type (decrypted: callers
+    mask it with `masking.mask_record` unless the role and purpose allow otherwise)."""
+    contacts = plain_contacts(cur, settings, record_ids=[record_id]).to_pylist()
+    if not contacts:
         raise NotFound(f"no contact record {record_id!r}", field="record_id", value=record_id)
+    row = contacts[0]
     record: dict[str, Any] = {
-        "record_id": row[0],
-        "record_kind": row[1],
-        "source_id": row[2],
-        "name": row[3],
-        "gender": row[4],
-        "birthday": row[5].isoformat() if row[5] else None,
-        "city": row[6],
-        "store_code": row[7],
+        "record_id": row["record_id"],
+        "record_kind": row["record_kind"],
+        "source_id": row["source_id"],
+        "name": row["name"],
+        "gender": row["gender"],
+        "birthday": row["birthday"].isoformat() if row["birthday"] else None,
+        "city": row["city"],
+        "store_code": row["store_code"],
     }
-    ids = cur.execute(
-        "SELECT id_type, min(id_value) FROM record_identifiers WHERE record_id = ? "
-        "GROUP BY id_type",
-        [record_id],
-    ).fetchall()
-    found = {str(t): str(v) for t, v in ids}
+    found: dict[str, str] = {}
+    for ident in plain_identifiers(cur, settings, record_ids=[record_id]).to_pylist():
+        id_type, value = str(ident["id_type"]), ident["value"]
+        if value is not None and (id_type not in found or str(value) < found[id_type]):
+            found[id_type] = str(value)
     for id_type in CONTACT_IDENTIFIERS:
         record[id_type] = found.get(id_type)
     return record

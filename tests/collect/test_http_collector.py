@@ -7,9 +7,13 @@ import gzip
 import json
 from datetime import datetime
 
+import duckdb
 import httpx
 import orjson
 from collect.collector_server import RunningServer
+
+from mecdp.config import Settings
+from mecdp.privacy.vault import read_quarantine, vault_for
 
 
 def _auth(key: str) -> tuple[str, str]:
@@ -191,12 +195,20 @@ def test_batch_keeps_good_events_and_lists_rejected(server: RunningServer) -> No
     ]
     server.stop()
     assert sorted(server.query("SELECT message_id FROM raw_events")) == [("g1",), ("g2",)]
-    q = server.query("SELECT ref, field, value, rule, payload FROM quarantine ORDER BY ref")
+    settings = Settings(workspace=server.workspace)
+    con = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        q = [
+            (r["ref"], r["field"], r["value"], r["rule"], r["payload"])
+            for r in sorted(read_quarantine(con, vault_for(settings)), key=lambda r: r["ref"])
+        ]
+    finally:
+        con.close()
     assert [(r[0], r[1], r[2], r[3]) for r in q] == [
         ("bad1", "userId", None, "identity.required"),
         ("bad2", "traits", "vip", "field.object"),
     ]
-    assert json.loads(q[1][4])["traits"] == "vip"
+    assert json.loads(str(q[1][4]))["traits"] == "vip"
     assert server.query("SELECT received, accepted, quarantined, duplicates FROM ingest_log") == [
         (4, 2, 2, 0)
     ]

@@ -16,6 +16,7 @@ from mecdp.collect.importer import ImportReport, import_file
 from mecdp.collect.sources import add_source
 from mecdp.config import Settings, init_workspace
 from mecdp.errors import InputError
+from mecdp.privacy.vault import plain_contacts, read_quarantine, vault_for
 from mecdp.store import open_store
 from mecdp.store.duckdb_store import Store
 
@@ -102,8 +103,10 @@ def test_gbk_csv_with_chinese_headers(store: Store, settings: Settings, tmp_path
         ("A1", 128000, "SH01", "水光针", "pos", True),
         ("A2", 128000, "SH01", "水光针", "pos", True),
     ]
-    names = store.cursor().execute("SELECT DISTINCT name FROM contacts").fetchall()
-    assert names == [("张三",)]
+    names = set(plain_contacts(store.cursor(), settings).column("name").to_pylist())
+    assert names == {"张三"}
+    stored = store.cursor().execute("SELECT DISTINCT name FROM contacts").fetchall()
+    assert all(str(n).startswith("e1:") for (n,) in stored)  # encrypted at rest
     ids = (
         store.cursor()
         .execute("SELECT count(*) FROM record_identifiers WHERE id_type = 'phone'")
@@ -111,7 +114,7 @@ def test_gbk_csv_with_chinese_headers(store: Store, settings: Settings, tmp_path
     )
     assert ids == (2,)
     raw = settings.raw_files_dir
-    assert [p.suffix for p in raw.iterdir() if not p.name.startswith(".")] == [".csv"]
+    assert [p.suffixes for p in raw.iterdir() if not p.name.startswith(".")] == [[".csv", ".enc"]]
     logged = (
         store.cursor()
         .execute("SELECT origin, received, accepted, quarantined, duplicates FROM ingest_log")
@@ -234,11 +237,10 @@ def test_bad_rows_are_quarantined_and_good_rows_kept(
     assert (report.rows_read, report.accepted, report.quarantined) == (4, 2, 2)
     kept = store.cursor().execute("SELECT order_no FROM orders ORDER BY 1").fetchall()
     assert kept == [("G1",), ("G3",)]
-    rows = (
-        store.cursor()
-        .execute("SELECT ref, field, value, rule, reason, payload FROM quarantine ORDER BY ref")
-        .fetchall()
-    )
+    rows = [
+        (q["ref"], q["field"], q["value"], q["rule"], q["reason"], q["payload"])
+        for q in read_quarantine(store.cursor(), vault_for(settings))
+    ]
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("mixed.csv:3", "ordered_at", "not-a-date"),
         ("mixed.csv:5", "amount", "abc"),
@@ -310,9 +312,7 @@ def test_id_card_numbers_never_stored_in_plain_text(
         ).fetchone()
         assert hits == (0,), f"plain id-card number in {table}.{column}"
     assert all(ID_CARD not in json.dumps(s) for s in report.sample_rejects)
-    payloads = dict(
-        cur.execute("SELECT DISTINCT ref, payload FROM quarantine ORDER BY ref").fetchall()
-    )
+    payloads = {q["ref"]: q["payload"] for q in read_quarantine(cur, vault_for(settings))}
     bad_row, other_row = json.loads(payloads["ids.csv:3"]), json.loads(payloads["ids.csv:4"])
     assert bad_row["身份证号"] == BAD_ID_CARD[:4] + "*" * 10 + BAD_ID_CARD[-4:]
     assert bad_row["备注"] == "copy " + BAD_ID_CARD[:4] + "*" * 10 + BAD_ID_CARD[-4:]

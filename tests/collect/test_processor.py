@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
+import duckdb
 import httpx
 from collect.collector_server import RunningServer
+
+from mecdp.config import Settings
+from mecdp.privacy.vault import plain_contacts, plain_identifiers, read_quarantine, vault_for
 
 
 def test_events_people_and_identifiers_follow_the_raw_log(server: RunningServer) -> None:
@@ -66,15 +70,33 @@ def test_events_people_and_identifiers_follow_the_raw_log(server: RunningServer)
     ]
     assert events[3][5] == "dev-2" and events[1][6] == "wechat_mp"
     assert '"SPRING"' in events[1][7]
-    contacts = server.query(
-        "SELECT record_id, name, gender, birthday::VARCHAR, city FROM contacts ORDER BY 1"
-    )
+    settings = Settings(workspace=server.workspace)
+    con = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        people = plain_contacts(con, settings).sort_by("record_id").to_pylist()
+        idents = plain_identifiers(con, settings).to_pylist()
+        quarantined = read_quarantine(con, vault_for(settings))
+    finally:
+        con.close()
+    contacts = [
+        (c["record_id"], c["name"], c["gender"], c["birthday"] and str(c["birthday"]), c["city"])
+        for c in people
+    ]
     # the identify's traits; the track carries identifiers only; 'bad' is quarantined
     assert contacts == [
         ("mini_app:id1", "王小美", "F", "1992-05-06", "杭州"),
         ("mini_app:tr1", None, None, None, None),
     ]
-    ids = set(server.query("SELECT record_id, id_type, id_value FROM record_identifiers"))
+    # at rest: name encrypted, phone a blind index
+    assert str(server.query("SELECT name FROM contacts WHERE name IS NOT NULL")[0][0]).startswith(
+        "e1:"
+    )
+    phone = [i for i in idents if i["id_type"] == "phone"][0]
+    assert phone["id_value"] == vault_for(settings).bidx("phone", "+8613800138000")
+    assert quarantined[0]["value"] == "12345" and "12345" not in str(
+        server.query("SELECT value, payload, reason FROM quarantine")
+    )
+    ids = {(i["record_id"], i["id_type"], i["value"]) for i in idents}
     assert {
         ("mini_app:id1", "phone", "+8613800138000"),
         ("mini_app:id1", "wechat_unionid", "oU1"),

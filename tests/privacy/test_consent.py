@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mecdp.config import Settings
 from mecdp.errors import InputError
 from mecdp.privacy.consent import (
     current_consents,
@@ -15,6 +16,7 @@ from mecdp.privacy.consent import (
     quarantine_consent,
     record_consent,
 )
+from mecdp.privacy.vault import read_quarantine, vault_for
 from mecdp.store import Store
 
 M = "one_id:m1"
@@ -111,13 +113,21 @@ def test_bad_consent_names_the_field(store: Store, over: dict[str, Any], field: 
     assert store.cursor().execute("SELECT count(*) FROM consents").fetchone() == (0,)
 
 
-def test_bad_consent_goes_to_quarantine_with_origin_and_rule(store: Store) -> None:
+def test_bad_consent_goes_to_quarantine_with_origin_and_rule(
+    store: Store, settings: Settings
+) -> None:
     cur = store.cursor()
     payload = _event(purpose="telepathy")
     with pytest.raises(InputError) as caught:
         record_consent(cur, recorded_by="c", **payload)
-    quarantine_consent(cur, payload, caught.value, origin="file", source_id="crm", ref="c.csv:7")
+    vault = vault_for(settings)
+    quarantine_consent(
+        cur, payload, caught.value, origin="file", vault=vault, source_id="crm", ref="c.csv:7"
+    )
     row = cur.execute(
         "SELECT origin, record_kind, field, value, rule, ref FROM quarantine"
     ).fetchone()
-    assert row == ("file", "consent", "purpose", "telepathy", "consent.purpose", "c.csv:7")
+    assert row is not None and str(row[3]).startswith("e1:")  # value sealed at rest
+    assert row[:3] + row[4:] == ("file", "consent", "purpose", "consent.purpose", "c.csv:7")
+    (plain,) = read_quarantine(cur, vault)
+    assert plain["value"] == "telepathy" and "telepathy" in plain["payload"]
