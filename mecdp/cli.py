@@ -37,6 +37,8 @@ app.add_typer(source_app, name="source")
 for _privacy_app, _name in PRIVACY_COMMANDS:  # user, apikey, keys, audit, consent
     app.add_typer(_privacy_app, name=_name)
 app.add_typer(identity_app, name="identity")
+profiles_app = typer.Typer(help="Golden records and the 360° profile.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -258,3 +260,27 @@ def resolve(
     from mecdp.identity.cli import run_resolve
 
     run_resolve(match, retrain, as_json)
+
+
+@profiles_app.command("build")
+@reports_errors
+def profiles_build(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Rebuild every golden record (traits, identifiers, timeline, 疗程卡) after `mecdp resolve`."""
+    server = running_server(_ctx.settings)
+    if server:
+        report: dict[str, Any] = server._call("POST", "/v1/profiles/build")
+    else:
+        from mecdp.profiles.service import build_profiles
+
+        with local_store() as store, console.status("building golden records"):
+            report = build_profiles(store, workspace=_ctx.settings.workspace).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"{report['persons']:,} profiles, {report['traits']:,} traits "
+        f"({report['trait_changes']:,} changed), {report['timeline_rows']:,} timeline rows, "
+        f"{report['course_cards']:,} course cards in {report['seconds']} s"
+    )

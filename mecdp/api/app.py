@@ -20,10 +20,12 @@ from mecdp.api.admin import build_admin_router
 from mecdp.api.deps import PUBLIC
 from mecdp.api.errors import install_error_handlers
 from mecdp.api.privacy import install_privacy
+from mecdp.api.profiles import build_profiles_router
 from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
 from mecdp.config import Settings, init_workspace
+from mecdp.console.views import install_console
 from mecdp.identity.api import build_identity_router
 from mecdp.store import Store, open_store
 
@@ -64,6 +66,8 @@ def create_app(
     app.include_router(build_admin_router(state))
     install_privacy(app, state)
     app.include_router(build_identity_router(state))
+    app.include_router(build_profiles_router(state))
+    install_console(app, state)
 
     @app.get("/healthz", include_in_schema=False, dependencies=[PUBLIC])
     def healthz() -> dict[str, str]:
@@ -90,7 +94,8 @@ def render_index(state: AppState) -> str:
 <style>body{{font-family:sans-serif;margin:2rem}}td,th{{padding:.3rem .8rem;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>MeCDP 客户数据平台</h1>
-<p>版本 {__version__} · <a href="/docs">API 文档 (OpenAPI)</a></p>
+<p>版本 {__version__} · <a href="/console">控制台 Console</a> ·
+<a href="/docs">API 文档 (OpenAPI)</a></p>
 <h2>数据源 Sources</h2>
 <table><tr><th>数据源</th><th>渠道</th><th>类型</th><th>接收</th><th>接受</th><th>隔离</th>
 <th>重复</th></tr>{body}</table></body></html>"""

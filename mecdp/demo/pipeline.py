@@ -61,6 +61,7 @@ def run_demo(settings: Settings, *, members: int, seed: int, serve: bool, consol
         import_demo_files(store, settings, chain, console)
         send_demo_events(store, chain, base_url, console)
         wait_for_stream(state, console)
+        build_identities_and_profiles(store, settings, console)
         print_summary(store, console)
         console.print(f"\nAPI: {base_url}  (OpenAPI: {base_url}/docs)")
         if serve:
@@ -160,6 +161,24 @@ def wait_for_stream(state: AppState, console: Console) -> None:
         if drain is not None:
             with console.status("stream processor catching up"):
                 drain(120)
+
+
+def build_identities_and_profiles(store: Store, settings: Settings, console: Console) -> None:
+    """OneID over everything loaded, then the golden records (the 360° profiles)."""
+    from mecdp.identity.service import resolve_identities
+    from mecdp.profiles.service import build_profiles
+
+    with console.status("OneID: resolving identities") as status:
+        resolved = resolve_identities(
+            store, workspace=settings.workspace, progress=lambda m: status.update(f"OneID: {m}")
+        )
+    console.print(f"OneID: {resolved.records:,} records → {resolved.persons:,} persons")
+    with console.status("building golden records (profiles)"):
+        built = build_profiles(store, workspace=settings.workspace)
+    console.print(
+        f"profiles: {built.persons:,} golden records, {built.timeline_rows:,} timeline rows "
+        f"in {built.seconds:.1f} s"
+    )
 
 
 def print_summary(store: Store, console: Console) -> None:

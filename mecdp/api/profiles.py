@@ -1,0 +1,246 @@
+"""Profile routes: the 360° view, timeline pages, trait history, member search, rebuild.
+
+Views validate, call `mecdp.profiles.service` and shape answers. Personal values are masked
+(`mecdp.privacy.masking`) unless the caller's role may see them for the purpose it declares
+(``purpose=service`` for a consultant of the member's home store, ``data_subject_request``
+for compliance); every unmasked answer writes a ``personal_data.read_unmasked`` audit row.
+Treatments (sensitive medical data) are listed only for such an unmasked read and only with
+the member's separate consent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from mecdp.api.deps import MaskedReader, check_member_scope, record_audit, require
+from mecdp.api.state import AppState
+from mecdp.errors import InputError
+from mecdp.privacy.audit import AuditEntry
+from mecdp.privacy.auth import Principal
+from mecdp.privacy.masking import READ_PURPOSES, unmasked_kinds
+from mecdp.privacy.roles import Permission
+from mecdp.profiles import service
+from mecdp.profiles.models import SEARCH_FIELDS, TIMELINE_KINDS
+
+ProfileAdmin = Annotated[Principal, require(Permission.DATA_IMPORT)]
+REF_DOC = "a one_id (OID00000042; merged ones redirect) or <id_type>:<value> (phone:13812345678)"
+PURPOSE_DOC = (
+    "why unmasked data is needed: service (consultant at a visit, own store) or "
+    "data_subject_request (compliance); without it everything is masked"
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a caller may see of one person."""
+
+    visible: frozenset[str]  # personal-data kinds shown unmasked
+    medical: bool  # may see treatments (still needs the member's separate consent)
+
+
+def check_purpose(purpose: str | None) -> None:
+    if purpose is not None and purpose not in READ_PURPOSES:
+        raise InputError(
+            f"unknown purpose {purpose!r}; one of: {', '.join(READ_PURPOSES)}",
+            field="purpose",
+            value=purpose,
+            rule="purpose.unknown",
+        )
+
+
+def access_for(state: AppState, principal: Principal, purpose: str | None, one_id: str) -> Access:
+    """The caller's view of `one_id`: unmasked kinds for the purpose, store scope checked."""
+    check_purpose(purpose)
+    visible = (
+        unmasked_kinds(principal.role, purpose)
+        if principal.may(Permission.PERSONAL_DATA_UNMASKED)
+        else frozenset()
+    )
+    if visible:
+        store_code = service.person_store(state.store.cursor(), one_id)
+        check_member_scope(principal, store_code, f"person {one_id}")
+    return Access(visible, bool(visible))
+
+
+def audit_unmasked(
+    state: AppState,
+    principal: Principal,
+    purpose: str | None,
+    one_id: str,
+    target: str,
+    *,
+    sensitive: bool = False,
+) -> None:
+    record_audit(
+        state,
+        AuditEntry(
+            actor=principal.actor,
+            actor_role=str(principal.role),
+            action="personal_data.read_unmasked",
+            target=target,
+            member_refs=[service.member_ref(one_id)],
+            purpose=purpose,
+            detail={"sensitive_medical": sensitive},
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class TimelineItem(BaseModel):
+    occurred_at: str = Field(description="UTC, ISO 8601")
+    kind: str = Field(description=f"one of {', '.join(TIMELINE_KINDS)}")
+    type: str | None = Field(description="event name type, interaction type, status, ...")
+    channel: str | None
+    store_code: str | None
+    title: str | None
+    amount_fen: int | None = Field(description="orders: paid amount in fen (CNY cents)")
+    score: int | None = Field(description="feedback: NPS / rating")
+    record_id: str
+    source_id: str
+
+
+class TimelinePublic(BaseModel):
+    items: list[TimelineItem]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+    size: int
+    kinds: list[str]
+    channels: list[str]
+    sensitive_included: bool = Field(description="treatments listed (consent and role allow)")
+
+
+class ProfilePublic(BaseModel):
+    """The 360° view of one person."""
+
+    one_id: str
+    member_ref: str
+    merged_from: list[str] = Field(description="one_ids merged into this person")
+    identity: dict[str, Any] = Field(description="name, gender, birthday, city, phone, email")
+    summary: dict[str, Any] = Field(
+        description="home store, consultant, member level, preferred channel, first/last "
+        "seen and order, orders, visits, total/average spend (fen), records"
+    )
+    traits: list[dict[str, Any]] = Field(
+        description="chosen value per trait with rule, source, record and time"
+    )
+    identifiers: dict[str, list[dict[str, Any]]] = Field(description="by identifier type")
+    course_cards: list[dict[str, Any]] = Field(description="疗程卡 balances")
+    consents: list[dict[str, Any]] = Field(description="current state per purpose and channel")
+    tags: list[dict[str, Any]]
+    scores: list[dict[str, Any]]
+    masked: bool
+    timeline: TimelinePublic | None = None
+
+
+class SearchHitPublic(BaseModel):
+    one_id: str
+    name: str | None
+    phone: str | None
+    gender: str | None
+    member_level: str | None
+    home_store: str | None
+    last_seen: str | None
+    matched_by: str
+    extra: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- routes
+
+RefPath = Annotated[str, Path(max_length=300, description=REF_DOC)]
+PurposeQuery = Annotated[str | None, Query(max_length=64, description=PURPOSE_DOC)]
+
+
+def build_profiles_router(state: AppState) -> APIRouter:
+    router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+
+    @router.get("/search", response_model=list[SearchHitPublic])
+    def search(
+        _: MaskedReader,
+        q: Annotated[str, Query(min_length=1, max_length=200, description="what to look for")],
+        by: Annotated[
+            str,
+            Query(
+                description="auto, one_id, name, "
+                + ", ".join(SEARCH_FIELDS)
+                + " (auto guesses from the query)"
+            ),
+        ] = "auto",
+    ) -> list[dict[str, Any]]:
+        """Find members by phone, name, member number, WeChat or Douyin id (always masked)."""
+        hits = service.search_members(state.store.cursor(), state.settings, q, field=by)
+        return [service.mask_hit(h, frozenset()) for h in hits]
+
+    @router.post("/build")
+    def rebuild(_: ProfileAdmin) -> dict[str, Any]:
+        """Full rebuild of every golden record (after `mecdp resolve`)."""
+        return service.build_profiles(state.store, workspace=state.settings.workspace).to_dict()
+
+    @router.get("/{ref}", response_model=ProfilePublic)
+    def profile(
+        ref: RefPath,
+        principal: MaskedReader,
+        purpose: PurposeQuery = None,
+        timeline: Annotated[
+            int, Query(ge=0, le=service.MAX_PAGE, description="first timeline page size")
+        ] = 0,
+    ) -> dict[str, Any]:
+        """The 360° view: identity, traits with sources, identifiers, cards, consents."""
+        cur = state.store.cursor()
+        one_id = service.find_person(cur, state.settings, ref)
+        access = access_for(state, principal, purpose, one_id)
+        view = service.profile_view(
+            cur, state.settings, one_id, medical=access.medical, timeline_size=timeline
+        )
+        if access.visible:
+            sensitive = bool(view.get("timeline", {}).get("sensitive_included"))
+            audit_unmasked(state, principal, purpose, one_id, "profiles.view", sensitive=sensitive)
+        return service.mask_view(view, access.visible)
+
+    @router.get("/{ref}/timeline", response_model=TimelinePublic)
+    def timeline_page(
+        ref: RefPath,
+        principal: MaskedReader,
+        purpose: PurposeQuery = None,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        size: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = service.DEFAULT_PAGE,
+        kind: Annotated[
+            list[str] | None, Query(description=f"filter: {', '.join(TIMELINE_KINDS)}")
+        ] = None,
+        channel: Annotated[list[str] | None, Query(description="filter by channel code")] = None,
+    ) -> dict[str, Any]:
+        """The merged timeline across every channel, newest first, one page at a time."""
+        cur = state.store.cursor()
+        one_id = service.find_person(cur, state.settings, ref)
+        access = access_for(state, principal, purpose, one_id)
+        page = service.timeline_page(
+            cur,
+            one_id,
+            cursor=cursor,
+            size=size,
+            kinds=kind or (),
+            channels=channel or (),
+            medical=access.medical,
+        )
+        if page.sensitive_included:
+            audit_unmasked(state, principal, purpose, one_id, "profiles.timeline", sensitive=True)
+        return page.to_dict()
+
+    @router.get("/{ref}/traits/history")
+    def history(
+        ref: RefPath, principal: MaskedReader, purpose: PurposeQuery = None
+    ) -> list[dict[str, Any]]:
+        """Every change of a chosen trait value, with its source and time."""
+        cur = state.store.cursor()
+        one_id = service.find_person(cur, state.settings, ref)
+        access = access_for(state, principal, purpose, one_id)
+        items = service.trait_history(cur, state.settings, one_id)
+        if access.visible:
+            audit_unmasked(state, principal, purpose, one_id, "profiles.trait_history")
+        return service.mask_history(items, access.visible)
+
+    return router
