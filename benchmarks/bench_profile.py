@@ -1,0 +1,342 @@
+"""Profile lookup speed: `GET /v1/profiles/{ref}` on a real `mecdp serve` at N members, driven
+by a separate load process, beside a hand-written reference (a bare DuckDB point query on the
+same golden-record table for the same persons).
+
+The workspace is written straight into a store (set-based SQL, no importer): per member a
+golden record, 4 traits, 3 identifiers (phone stored as a blind index + AES-GCM token as
+privacy phase B keeps it, member no., WeChat unionid), 0-2 course cards, a consent, and OneID's
+identity_oneid / identity_persons rows. The load process keeps HTTP/1.1 connections open and
+sends at a fixed rate (open loop: latency counts from the scheduled send time, so queueing
+shows), then as fast as it can (closed loop) for the throughput ceiling. Lookups go half by
+one_id, half by phone (`phone:138...`, resolved through OneID's blind index), masked
+(marketer API key, so no audit row per read).
+
+Run: .venv/bin/python benchmarks/bench_profile.py [--members 100000] [--rate 1000]
+     .venv/bin/python benchmarks/bench_profile.py --members 1000000   # the issue's figure
+Target (issue 5, 1M members): p99 <= 20 ms at >= 1,000 requests/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from mecdp.config import Settings, init_workspace
+from mecdp.privacy import auth
+from mecdp.privacy.crypto import blind_index
+from mecdp.privacy.vault import CTX_IDENTIFIER, vault_for
+from mecdp.store import open_store
+
+CHUNK = 200_000
+
+
+def synthesise(settings: Settings, members: int, console: Console) -> None:
+    store = open_store(settings.db_path)
+    con = store.con
+    vault = vault_for(settings)
+    key = settings.key()
+    started = time.perf_counter()
+    con.execute(
+        "INSERT OR IGNORE INTO stores SELECT 'S' || lpad(i::VARCHAR, 2, '0'), '门店' || i, "
+        "'上海', NULL FROM range(1, 21) t(i)"
+    )
+    # phones: blind index + token (what phase B stores), written in chunks
+    for lo in range(0, members, CHUNK):
+        hi = min(members, lo + CHUNK)
+        plain = [f"+86139{i:08d}" for i in range(lo, hi)]
+        table = pa.table(
+            {
+                "i": pa.array(range(lo, hi), pa.int64()),
+                "bidx": pa.array([blind_index(key, "phone", p) for p in plain]),
+                "enc": vault.seal_array(pa.array(plain), CTX_IDENTIFIER),
+            }
+        )
+        con.register("bench_phones", table)
+        con.execute(
+            "INSERT INTO profile_identifiers SELECT 'OID' || lpad(i::VARCHAR, 8, '0'), 'phone', "
+            "bidx, enc, 3, TIMESTAMP '2023-01-01', TIMESTAMP '2025-06-01' FROM bench_phones"
+        )
+        con.execute(
+            "INSERT INTO identity_oneid SELECT 'phone', bidx, 'OID' || lpad(i::VARCHAR, 8, '0') "
+            "FROM bench_phones"
+        )
+        con.execute(
+            "INSERT INTO record_identifiers (record_id, record_kind, source_id, id_type, "
+            "id_value, id_value_enc, observed_at) SELECT 'crm:' || i, 'contacts', 'crm', "
+            "'phone', bidx, enc, TIMESTAMP '2023-01-01' FROM bench_phones"
+        )
+        con.unregister("bench_phones")
+        console.print(f"  phones {hi:,}/{members:,}")
+    n = members
+    oid = "'OID' || lpad(i::VARCHAR, 8, '0')"
+    con.execute(
+        f"""
+        INSERT INTO identity_persons SELECT {oid}, i, 'active', now(), now() FROM range({n}) t(i);
+        INSERT INTO identity_oneid SELECT 'member_no', 'M' || i, {oid} FROM range({n}) t(i);
+        INSERT INTO identity_oneid SELECT 'wechat_unionid', 'oU' || md5(i::VARCHAR), {oid}
+            FROM range({n}) t(i);
+        INSERT INTO profiles SELECT {oid}, '会员' || i, '会员' || i,
+            CASE WHEN i % 5 = 0 THEN 'M' ELSE 'F' END, DATE '1980-01-01' + (i % 9000)::INTEGER,
+            '上海', 'S' || lpad((1 + i % 20)::VARCHAR, 2, '0'), '顾问' || (i % 50), 'gold',
+            'wechat_mp', TIMESTAMP '2023-01-01', TIMESTAMP '2025-06-01',
+            TIMESTAMP '2023-02-01', TIMESTAMP '2025-05-01', 6, 4, 1280000, 213333, 20, now()
+            FROM range({n}) t(i);
+        INSERT INTO profile_traits SELECT {oid}, tr, v, v, 'most_recent', 'crm', 'crm:' || i,
+            TIMESTAMP '2024-01-01', 3
+            FROM range({n}) t(i), (VALUES ('name', '会员'), ('gender', 'F'),
+                ('birthday', '1990-01-01'), ('city', '上海')) x(tr, v);
+        INSERT INTO profile_identifiers SELECT {oid}, 'member_no', 'M' || i, NULL, 5,
+            TIMESTAMP '2023-01-01', TIMESTAMP '2025-06-01' FROM range({n}) t(i);
+        INSERT INTO profile_identifiers SELECT {oid}, 'wechat_unionid', 'oU' || md5(i::VARCHAR),
+            NULL, 2, TIMESTAMP '2023-01-01', TIMESTAMP '2025-06-01' FROM range({n}) t(i);
+        INSERT INTO profile_course_cards SELECT {oid}, 'HA0' || k, '玻尿酸填充', 5, 2, 3,
+            TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-01'
+            FROM range({n}) t(i), range(2) c(k) WHERE (i + k) % 3 = 0;
+        INSERT INTO consents (consent_id, member_ref, purpose, channel, status, notice_version,
+            notice_sha256, source, evidence, occurred_at, recorded_at, recorded_by)
+            SELECT 'cs_' || i, 'one_id:' || {oid}, 'marketing_sms', 'sms', 'granted', 'v1',
+            repeat('a', 64), 'mini_program', 'form-' || i, TIMESTAMP '2024-01-01',
+            TIMESTAMP '2024-01-01', 'bench' FROM range({n}) t(i);
+        CHECKPOINT;
+        """
+    )
+    key_text, _ = auth.create_api_key(con.cursor(), "bench", "marketer", "bench")
+    (settings.workspace / "bench.key").write_text(key_text)
+    store.close()
+    console.print(f"synthesised {members:,} members in {time.perf_counter() - started:.1f} s")
+
+
+def sample_refs(members: int, count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    refs = []
+    for _ in range(count):
+        i = rng.randrange(members)
+        refs.append(f"OID{i:08d}" if rng.random() < 0.5 else f"phone:139{i:08d}")
+    return refs
+
+
+def reference(settings: Settings, refs: list[str]) -> dict[str, float]:
+    """A bare DuckDB point query per lookup: the golden record by one_id (phones first mapped
+    to the one_id through identity_oneid by blind index, as the service does)."""
+    store = open_store(settings.db_path)
+    cur = store.cursor()
+    key = settings.key()
+    latencies = []
+    for ref in refs:
+        t0 = time.perf_counter()
+        if ref.startswith("phone:"):
+            row = cur.execute(
+                "SELECT one_id FROM identity_oneid WHERE id_type = 'phone' AND id_value = ?",
+                [blind_index(key, "phone", "+86" + ref[6:])],
+            ).fetchone()
+            one_id = str(row[0]) if row else ""
+        else:
+            one_id = ref
+        cur.execute("SELECT * FROM profiles WHERE one_id = ?", [one_id]).fetchone()
+        latencies.append(time.perf_counter() - t0)
+    store.close()
+    return _summary(latencies, sum(latencies))
+
+
+def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "p50_ms": 1000 * ordered[len(ordered) // 2],
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "mean_ms": 1000 * statistics.fmean(ordered),
+        "rps": len(ordered) / seconds if seconds else 0.0,
+    }
+
+
+# --------------------------------------------------------------------------- load process
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
+    writer.write(raw)
+    await writer.drain()
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value.strip())
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def _load(
+    host: str, port: int, key: str, refs: list[str], rate: float, seconds: float, conns: int
+) -> dict[str, Any]:
+    """Open loop at `rate` (0: closed loop, as fast as `conns` connections go)."""
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter() + 0.2
+    deadline = start + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        k = w
+        interval = conns / rate if rate else 0.0
+        while True:
+            scheduled = start + k // conns * interval if rate else time.perf_counter()
+            if scheduled > deadline:
+                break
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ref = refs[k % len(refs)]
+            raw = (
+                f"GET /v1/profiles/{ref} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {key}\r\n\r\n"
+            ).encode()
+            status = await _request(reader, writer, raw)
+            if status != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+            k += conns
+        writer.close()
+
+    await asyncio.gather(*(worker(w) for w in range(conns)))
+    elapsed = time.perf_counter() - start
+    return {**_summary(latencies, elapsed), "errors": errors}
+
+
+def load_main(args: argparse.Namespace) -> None:
+    refs = sample_refs(args.members, 20_000, seed=11)
+    result = asyncio.run(
+        _load(args.host, args.port, args.key, refs, args.rate, args.seconds, args.conns)
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_load(port: int, key: str, members: int, rate: float, seconds: float, conns: int) -> Any:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--load",
+            "--port",
+            str(port),
+            "--key",
+            key,
+            "--members",
+            str(members),
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            "--conns",
+            str(conns),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--conns", type=int, default=16)
+    parser.add_argument("--workspace", type=Path, default=None)
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        load_main(args)
+        return
+    console = Console()
+    tmp = tempfile.TemporaryDirectory(prefix="mecdp-bench-profile-")
+    workspace = args.workspace or Path(tmp.name) / "ws"
+    settings = Settings(workspace=workspace)
+    init_workspace(settings)
+    if not (workspace / "bench.key").exists():
+        synthesise(settings, args.members, console)
+    key = (workspace / "bench.key").read_text().strip()
+    ref_result = reference(settings, sample_refs(args.members, 20_000, seed=11))
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mecdp", "serve", "--port", str(port)],
+        env={**os.environ, "MECDP_WORKSPACE": str(workspace)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.2)
+        _run_load(port, key, args.members, 200, 3, 4)  # warm-up
+        open_loop = _run_load(port, key, args.members, args.rate, args.seconds, args.conns)
+        closed_loop = _run_load(port, key, args.members, 0, args.seconds, 8)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    table = Table(title=f"Profile lookup at {args.members:,} members (2-core machine)")
+    for col in ("what", "requests/s", "p50 ms", "p99 ms", "mean ms", "errors"):
+        table.add_column(col, justify="right" if col != "what" else "left")
+    rows = [
+        (f"API, open loop at {args.rate:,.0f}/s", open_loop),
+        ("API, closed loop (8 connections)", closed_loop),
+        ("reference: bare DuckDB point query", {**ref_result, "errors": 0}),
+    ]
+    for name, r in rows:
+        table.add_row(
+            name,
+            f"{r['rps']:,.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['mean_ms']:.2f}",
+            str(r["errors"]),
+        )
+    console.print(table)
+    ratio = open_loop["p50_ms"] / ref_result["p50_ms"] if ref_result["p50_ms"] else 0.0
+    ok = open_loop["p99_ms"] <= 20 and open_loop["rps"] >= 0.98 * min(args.rate, 1000)
+    console.print(
+        f"API p50 / reference p50 = {ratio:.1f}x; target p99 <= 20 ms at >= 1,000 requests/s: "
+        + ("[green]met[/green]" if ok else "[red]not met[/red]")
+    )
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
