@@ -27,6 +27,7 @@ from mecdp.config import Settings
 TOKEN_PREFIX = "e1:"  # noqa: S105 - the prefix of an encrypted value, not a secret
 CTX_NAME = "contacts.name"
 CTX_IDENTIFIER = "record_identifiers.id_value"
+ENCRYPTED_ID_TYPES = ("phone", "email")
 BLINDED_TYPES = ("name",)  # compared by blind index once encrypted
 
 
@@ -66,6 +67,19 @@ def lookup_values(settings: Settings, id_type: str, value: str) -> list[str]:
     plain = normalise(id_type, value)
     found = [plain]
     if id_type in BLINDED_TYPES:
+        vault = _vault(settings)
+        if vault is not None:
+            found.append(str(vault.bidx(id_type, plain)))
+    return found
+
+
+def stored_identifier(settings: Settings, id_type: str, value: str) -> list[str]:
+    """The forms ``identity_oneid.id_value`` may hold for a typed identifier: the normalised
+    value, and for phone/email its blind index when the workspace has a key ring (the store
+    keeps those as blind indexes once encrypted)."""
+    plain = normalise(id_type, value)
+    found = [plain]
+    if id_type in ENCRYPTED_ID_TYPES:
         vault = _vault(settings)
         if vault is not None:
             found.append(str(vault.bidx(id_type, plain)))

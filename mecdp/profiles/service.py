@@ -233,6 +233,25 @@ def _resolve(
     )
 
 
+def _fast_person(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, id_type: str, value: str
+) -> str | None:
+    """The hot path of a lookup: one indexed query on the profile tables (a built profile, or
+    an identifier of one built profile). None: ask OneID for the full answer (redirected
+    one_ids, household or blocklisted identifiers, persons built before the last merge)."""
+    if id_type == "one_id":
+        row = cur.execute("SELECT one_id FROM profiles WHERE one_id = ?", [value]).fetchone()
+        return str(row[0]) if row else None
+    for stored in reversed(personal.stored_identifier(settings, id_type, value)):
+        rows = cur.execute(
+            "SELECT one_id, id_type FROM profile_identifiers WHERE id_value = ?", [stored]
+        ).fetchall()
+        persons = {str(r[0]) for r in rows if r[1] == id_type}
+        if len(persons) == 1:
+            return persons.pop()
+    return None
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     """'OID00000001' -> ('one_id', ...); 'phone:138...' -> ('phone', '138...')."""
     return identity.parse_ref(ref)
@@ -245,6 +264,9 @@ def find_person(cur: duckdb.DuckDBPyConnection, settings: Settings, ref: str) ->
     names the candidate persons.
     """
     id_type, value = parse_ref(ref)
+    fast = _fast_person(cur, settings, id_type, value)
+    if fast is not None:
+        return fast
     if id_type == "one_id":
         found = identity.resolve(cur, value)
         if found.one_id is None:
@@ -401,8 +423,25 @@ def course_cards(cur: duckdb.DuckDBPyConnection, one_id: str) -> list[dict[str, 
     ]
 
 
-def _optional_rows(cur: duckdb.DuckDBPyConnection, sql: str, one_id: str) -> list[dict[str, Any]]:
+_TABLES: dict[str, frozenset[str]] = {}
+
+
+def _has_table(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store has table `name` (read once per process: tables come with
+    migrations, which run when the store opens)."""
+    tables = _TABLES.get("tables")
+    if tables is None:
+        rows = cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        tables = _TABLES["tables"] = frozenset(str(r[0]) for r in rows)
+    return name in tables
+
+
+def _optional_rows(
+    cur: duckdb.DuckDBPyConnection, table: str, sql: str, one_id: str
+) -> list[dict[str, Any]]:
     """Rows of a table a later issue adds (tags, scores); empty until it exists."""
+    if not _has_table(cur, table):
+        return []
     try:
         result = cur.execute(sql, [one_id])
     except duckdb.CatalogException:
@@ -412,6 +451,15 @@ def _optional_rows(cur: duckdb.DuckDBPyConnection, sql: str, one_id: str) -> lis
         {k: _iso(v) if isinstance(v, datetime) else v for k, v in zip(names, r, strict=True)}
         for r in result.fetchall()
     ]
+
+
+def current_consents(cur: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
+    """The latest consent event per purpose and channel (`consent.current_consents`, reduced
+    here from the member's ledger rows so the lookup is one filtered read)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in consent.list_consents(cur, ref):  # ordered by occurred_at, seq
+        latest[(c.purpose, c.channel)] = c.to_dict()
+    return [latest[k] for k in sorted(latest)]
 
 
 def member_ref(one_id: str) -> str:
@@ -477,11 +525,11 @@ def profile_view(
         "traits": traits(cur, settings, one_id),
         "identifiers": ids,
         "course_cards": course_cards(cur, one_id),
-        "consents": [c.to_dict() for c in consent.current_consents(cur, ref)],
+        "consents": current_consents(cur, ref),
         "tags": _optional_rows(
-            cur, "SELECT * FROM customer_tags WHERE one_id = ? ORDER BY 2", one_id
+            cur, "customer_tags", "SELECT * FROM customer_tags WHERE one_id = ? ORDER BY 2", one_id
         ),
-        "scores": _optional_rows(cur, "SELECT * FROM scores WHERE one_id = ?", one_id),
+        "scores": _optional_rows(cur, "scores", "SELECT * FROM scores WHERE one_id = ?", one_id),
     }
     if timeline_size:
         view["timeline"] = timeline_page(cur, one_id, size=timeline_size, medical=medical).to_dict()

@@ -80,6 +80,8 @@ CREATE TABLE profile_identifiers (
     last_seen     TIMESTAMP
 );
 CREATE INDEX profile_identifiers_one_id ON profile_identifiers (one_id);
+-- lookups by identifier: DuckDB uses an ART index for a single-column equality only
+CREATE INDEX profile_identifiers_value ON profile_identifiers (id_value);
 
 -- The merged timeline: one row per thing that happened to a person, across every channel.
 CREATE TABLE profile_timeline (
