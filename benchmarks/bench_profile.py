@@ -132,7 +132,8 @@ def sample_refs(members: int, count: int, seed: int = 7) -> list[str]:
 
 def reference(settings: Settings, refs: list[str]) -> dict[str, float]:
     """A bare DuckDB point query per lookup: the golden record by one_id (phones first mapped
-    to the one_id through identity_oneid by blind index, as the service does)."""
+    to the one_id by blind index through the indexed profile_identifiers, as the service
+    does)."""
     store = open_store(settings.db_path)
     cur = store.cursor()
     key = settings.key()
@@ -141,7 +142,7 @@ def reference(settings: Settings, refs: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         if ref.startswith("phone:"):
             row = cur.execute(
-                "SELECT one_id FROM identity_oneid WHERE id_type = 'phone' AND id_value = ?",
+                "SELECT one_id FROM profile_identifiers WHERE id_value = ?",
                 [blind_index(key, "phone", "+86" + ref[6:])],
             ).fetchone()
             one_id = str(row[0]) if row else ""
