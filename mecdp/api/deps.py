@@ -148,6 +148,7 @@ ConsentChecker = Annotated[Principal, require(Permission.CONSENT_CHECK)]
 AuditReader = Annotated[Principal, require(Permission.AUDIT_READ)]
 MaskedReader = Annotated[Principal, require(Permission.PERSONAL_DATA_MASKED)]
 UnmaskedReader = Annotated[Principal, require(Permission.PERSONAL_DATA_UNMASKED)]
+DsrHandler = Annotated[Principal, require(Permission.DATA_SUBJECT_REQUESTS)]
 
 
 def _walk(dependant: Any) -> Iterator[Callable[..., Any]]:

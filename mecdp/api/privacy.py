@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from mecdp.api.deps import (
@@ -18,6 +18,7 @@ from mecdp.api.deps import (
     ConsentChecker,
     ConsentReader,
     ConsentWriter,
+    DsrHandler,
     EncryptionKeyAdmin,
     MaskedReader,
     SessionUser,
@@ -31,12 +32,13 @@ from mecdp.api.deps import (
 )
 from mecdp.api.state import AppState
 from mecdp.errors import AuthenticationError, InputError, PermissionDenied
-from mecdp.privacy import auth, consent
+from mecdp.privacy import auth, consent, dsr
 from mecdp.privacy.audit import AuditEntry, append_audit, audited_transaction, list_audit
 from mecdp.privacy.audit import verify_audit as verify_chain
 from mecdp.privacy.crypto import MemberKeys, load_keyring, rotate_keyring
 from mecdp.privacy.masking import READ_PURPOSES, mask_record, reveals_personal_data
 from mecdp.privacy.members import member_ref_of_record, read_contact
+from mecdp.privacy.vault import read_quarantine, vault_for
 
 
 class LoginBody(BaseModel):
@@ -84,6 +86,21 @@ class ConsentCreate(MemberBody):
     source: str
     evidence: str | None = None
     occurred_at: datetime | None = None
+
+
+class DsrCreate(BaseModel):
+    kind: Literal["access", "correction", "deletion"]
+    identifiers: list[Identifier] = Field(min_length=1, max_length=10)
+
+
+class DsrStatus(BaseModel):
+    status: Literal["received", "in_progress", "completed", "rejected"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class DsrCorrection(BaseModel):
+    field: str
+    value: str = Field(max_length=256)
 
 
 class ConsentCheck(MemberBody):
@@ -364,7 +381,117 @@ def build_privacy_router(state: AppState) -> APIRouter:
         )
         return mask_record(record, principal.role, purpose)
 
+    # ------------------------------------------------------------------ data-subject requests
+
+    def actor(principal: auth.Principal) -> tuple[str, str]:
+        return principal.actor, str(principal.role)
+
+    @router.post("/dsr", status_code=201)
+    def dsr_create(body: DsrCreate, principal: DsrHandler) -> dict[str, Any]:
+        ids = [(i.type, i.value) for i in body.identifiers]
+        return dsr.open_request(state.store, settings, body.kind, ids, *actor(principal))
+
+    @router.get("/dsr")
+    def dsr_list(_: DsrHandler, status: str | None = None) -> list[dict[str, Any]]:
+        return dsr.list_requests(state.store.cursor(), status)
+
+    @router.get("/dsr/{request_id}")
+    def dsr_get(request_id: str, _: DsrHandler) -> dict[str, Any]:
+        return dsr.get_request(state.store.cursor(), request_id)
+
+    @router.post("/dsr/{request_id}/status")
+    def dsr_status(request_id: str, body: DsrStatus, principal: DsrHandler) -> dict[str, Any]:
+        return dsr.change_status(
+            state.store, settings, request_id, body.status, *actor(principal), note=body.note
+        )
+
+    @router.get("/dsr/{request_id}/export", response_model=None)
+    def dsr_export(
+        request_id: str,
+        principal: DsrHandler,
+        format: Annotated[Literal["json", "zip"], Query()] = "json",
+    ) -> dict[str, Any] | Response:
+        data = dsr.run_export(state.store, settings, request_id, *actor(principal))
+        if format == "zip":
+            return Response(
+                dsr.export_zip(data),
+                media_type="application/zip",
+                headers={"Content-Disposition": f'attachment; filename="{request_id}.zip"'},
+            )
+        return data
+
+    @router.post("/dsr/{request_id}/correct")
+    def dsr_correct(request_id: str, body: DsrCorrection, principal: DsrHandler) -> dict[str, Any]:
+        return dsr.run_correction(
+            state.store, settings, request_id, body.field, body.value, *actor(principal)
+        )
+
+    @router.post("/dsr/{request_id}/delete")
+    def dsr_delete(request_id: str, principal: DsrHandler) -> dict[str, Any]:
+        return dsr.run_deletion(
+            state.store, settings, request_id, *actor(principal), lambda: compact_store(state)
+        )
+
+    @router.get("/privacy/quarantine")
+    def quarantine_plain(
+        principal: DsrHandler,
+        source_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        rows = read_quarantine(
+            state.store.cursor(), vault_for(settings), limit=limit, source_id=source_id
+        )
+        record_audit(
+            state,
+            _entry(
+                principal,
+                "personal_data.read_unmasked",
+                target="quarantine",
+                purpose="data_subject_request",
+                detail={"rows": len(rows), "source_id": source_id},
+            ),
+        )
+        return rows
+
+    @router.get("/privacy/restricted")
+    def restricted(principal: DsrHandler, request_id: str | None = None) -> list[dict[str, Any]]:
+        rows = dsr.restricted_records(state.store.cursor(), settings, request_id)
+        record_audit(
+            state,
+            _entry(
+                principal,
+                "restricted_records.read",
+                target="restricted_records",
+                purpose="data_subject_request",
+                detail={"rows": len(rows), "request_id": request_id},
+            ),
+        )
+        return rows
+
+    @router.post("/privacy/purge")
+    def purge(principal: DsrHandler) -> dict[str, int]:
+        return dsr.run_purge(state.store, settings, *actor(principal))
+
     return router
+
+
+def compact_store(state: AppState) -> None:
+    """Rewrite the store file (after a deletion): stop the workers and the import session
+    (they hold cursors), compact, start them again."""
+    from mecdp.collect import importer
+
+    for worker in reversed(state.workers):
+        worker.stop()
+    try:
+        with importer._SESSIONS_LOCK:
+            session = importer._SESSIONS.pop(state.store, None)
+        if session is not None:
+            with session.lock:
+                session.cursor.close()
+        state.store.compact()
+    finally:
+        for worker in state.workers:
+            worker.start()
 
 
 def install_privacy(app: FastAPI, state: AppState) -> None:

@@ -6,6 +6,11 @@ checkpoint (`stream_checkpoints` row 'clean_events'), writes everything, and adv
 checkpoint in the same transaction: after a crash it resumes exactly where the last commit
 left it, and every write is idempotent on `record_id = source_id:messageId` anyway.
 
+Personal values (name, phone, email, id-card) arrive as AES-GCM tokens (the collector seals
+them, `mecdp.privacy.vault.protect_message`); they are decrypted here by the SQL function
+`mecdp_reveal` before cleaning, and the cleaned contacts and identifiers are sealed again
+(`vault.seal_stage_outputs`) before they are written.
+
 Person data of a message (in order of precedence): `traits` of an identify, `context.traits`,
 `context.externalIds` ([{id, type}], type named like an identifier field), and
 `context.device.advertisingId` (idfa on iOS, oaid on Android/HarmonyOS). Trait names are
@@ -22,6 +27,7 @@ received, accepted, quarantined and duplicated. This processor adds rows with or
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -103,10 +109,46 @@ def _trait_sql(field: str) -> str:
             "CASE WHEN lower(p->>'$.context.os.name') IN ('android', 'harmonyos') "
             "THEN p->>'$.context.device.advertisingId' END"
         )
-    value = f"nullif(trim(coalesce({', '.join(candidates)})), '')"
-    if field in _SEALED_FIELDS:  # personal values arrive as tokens (collect.events)
-        value = f"{REVEAL_UDF_NAME}({value})"
-    return f"{value} AS {field}"
+    return f"nullif(trim(coalesce({', '.join(candidates)})), '') AS {field}"
+
+
+def _reveal_sql() -> str:
+    """`* REPLACE` list decrypting the personal fields that arrive as tokens (collect.events);
+    the Python function runs only on token rows."""
+    return ", ".join(
+        f"CASE WHEN starts_with({f}, 'e1:') THEN {REVEAL_UDF_NAME}({f}) ELSE {f} END AS {f}"
+        for f in sorted(_SEALED_FIELDS)
+    )
+
+
+def _consent_member_ref(message: dict[str, Any], vault: Any) -> str:
+    """The ledger reference of a consent event's member: phone, then email from the traits
+    (tokens decrypted), then userId; never the plain value."""
+    from mecdp.clean.rules import phone_to_e164
+    from mecdp.errors import InputError
+    from mecdp.privacy.vault import CTX_PAYLOAD
+
+    context = message.get("context") if isinstance(message.get("context"), dict) else {}
+    for traits in (message.get("traits"), (context or {}).get("traits")):
+        if not isinstance(traits, dict):
+            continue
+        for id_type, keys in (("phone", TRAIT_NAMES["phone"]), ("email", TRAIT_NAMES["email"])):
+            for key in keys:
+                value = traits.get(key)
+                if isinstance(value, str) and value:
+                    plain = vault.open_or_none(value, CTX_PAYLOAD)
+                    if plain:
+                        if id_type == "phone":
+                            plain = phone_to_e164(plain) or plain
+                        return f"{id_type}:bi:{vault.bidx(id_type, plain)}"
+    user_id = message.get("userId")
+    if isinstance(user_id, str) and user_id.strip():
+        return f"user_id:bi:{vault.bidx('user_id', user_id.strip())}"
+    raise InputError(
+        "a consent event names no member: give traits.phone, traits.email or userId",
+        field="member",
+        rule="consent.member_ref",
+    )
 
 
 class StreamProcessor:
@@ -222,6 +264,7 @@ class StreamProcessor:
                 return 0
             new_checkpoint = int(stats[1]) if stats else checkpoint
             written = self._write_events(cur)
+            self._record_consents(cur)
             self._write_people(cur, engine, checkpoint + 1)
             cur.execute(
                 "INSERT INTO stream_checkpoints VALUES (?, ?, now()::TIMESTAMP) "
@@ -258,6 +301,61 @@ class StreamProcessor:
         ).fetchall()
         return len(rows)
 
+    def _record_consents(self, cur: Any) -> None:
+        """Consent events into the ledger (`mecdp.privacy.consent.record_consent`): a track
+        named 'Consent Granted' / 'Consent Withdrawn' with the consent fields in `properties`,
+        or any message with a `properties.consent` object. Malformed ones are quarantined
+        (origin 'stream', record kind 'consent') with the field and the rule."""
+        from datetime import UTC
+
+        from mecdp.errors import InputError
+        from mecdp.privacy import consent
+
+        rows = cur.execute(
+            "SELECT source_id, message_id, event_time, payload FROM _stream_batch "
+            "WHERE p->>'$.event' IN ('Consent Granted', 'Consent Withdrawn') "
+            "OR json_type(p, '$.properties.consent') = 'OBJECT' ORDER BY seq"
+        ).fetchall()
+        if not rows:
+            return
+        vault = vault_for(self._settings)
+        for source_id, message_id, event_time, payload in rows:
+            message = json.loads(payload)
+            props = message.get("properties")
+            props = props if isinstance(props, dict) else {}
+            nested = props.get("consent")
+            fields: dict[str, Any] = nested if isinstance(nested, dict) else props
+            event = message.get("event")
+            status = fields.get("status") or (
+                "granted" if event == "Consent Granted" else "withdrawn"
+            )
+            try:
+                ref = _consent_member_ref(message, vault)
+                consent.record_consent(
+                    cur,
+                    recorded_by=f"collector:{source_id}",
+                    member_ref=ref,
+                    purpose=fields.get("purpose"),
+                    status=status,
+                    channel=fields.get("channel"),
+                    notice_version=fields.get("notice_version") or fields.get("noticeVersion"),
+                    notice_text=fields.get("notice_text"),
+                    notice_sha256=fields.get("notice_sha256"),
+                    source=fields.get("source") or "collector",
+                    evidence=fields.get("evidence") or f"event:{source_id}:{message_id}",
+                    occurred_at=event_time.replace(tzinfo=UTC),
+                )
+            except InputError as exc:
+                consent.quarantine_consent(
+                    cur,
+                    {"source_id": source_id, "message_id": message_id, "payload": payload},
+                    exc,
+                    origin="stream",
+                    vault=vault,
+                    source_id=source_id,
+                    ref=message_id,
+                )
+
     def _write_people(self, cur: Any, engine: Any, first_seq: int) -> None:
         from mecdp.clean.stage import CleanOptions, clean_records
 
@@ -284,8 +382,8 @@ class StreamProcessor:
         person_sql = ",\n".join(_trait_sql(f) for f in fields)
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _stream_people AS "
-            "SELECT * FROM (SELECT seq AS _row, message_id AS _ref, source_id, "
-            "message_id AS contact_no, "
+            f"SELECT * REPLACE ({_reveal_sql()}) FROM ("
+            "SELECT seq AS _row, message_id AS _ref, source_id, message_id AS contact_no, "
             "strftime(event_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS observed_at,\n"
             f"{person_sql}\nFROM _stream_batch) "
             f"WHERE coalesce({', '.join(fields)}) IS NOT NULL"

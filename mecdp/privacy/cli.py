@@ -32,6 +32,10 @@ apikey_app = typer.Typer(help="API keys for server-to-server calls.", no_args_is
 keys_app = typer.Typer(help="Field-encryption keys (secrets/data.keys).", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 consent_app = typer.Typer(help="The consent ledger.", no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Data-subject requests (access, correction, deletion) and the retention purge.",
+    no_args_is_help=True,
+)
 
 # (sub-app, name) pairs `mecdp.cli` mounts.
 PRIVACY_COMMANDS: list[tuple[typer.Typer, str]] = [
@@ -40,6 +44,7 @@ PRIVACY_COMMANDS: list[tuple[typer.Typer, str]] = [
     (keys_app, "keys"),
     (audit_app, "audit"),
     (consent_app, "consent"),
+    (privacy_app, "privacy"),
 ]
 
 console = Console()
@@ -370,3 +375,131 @@ def consent_check(
         return
     verdict = "[green]allowed[/green]" if result["allowed"] else "[red]denied[/red]"
     console.print(f"{verdict}: {result['reason']}")
+
+
+# --------------------------------------------------------------------------- data-subject requests
+
+
+def _identifiers(ids: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in ids:
+        id_type, sep, value = item.partition("=")
+        if not sep or not value:
+            raise InputError(f"--id takes TYPE=VALUE, not {item!r}", field="id")
+        out.append((id_type.strip(), value.strip()))
+    return out
+
+
+@privacy_app.command("dsr-open")
+@_reports_errors
+def dsr_open(
+    kind: Annotated[str, typer.Argument(help="access, correction or deletion")],
+    ids: Annotated[
+        list[str], typer.Option("--id", help="Identifier TYPE=VALUE, e.g. phone=13812345678")
+    ],
+) -> None:
+    """Register a data-subject request (due in 15 working days)."""
+    from mecdp.privacy import dsr
+
+    identifiers = _identifiers(ids)
+    server = _server()
+    if server:
+        body = {"kind": kind, "identifiers": [{"type": t, "value": v} for t, v in identifiers]}
+        result: dict[str, Any] = _call(server, "POST", "/v1/dsr", json=body)
+    else:
+        with _local_store() as store:
+            result = dsr.open_request(store, _settings(), kind, identifiers, CLI_ACTOR, "admin")
+    console.print(f"{result['request_id']} {result['kind']} due {result['due_on']}")
+
+
+@privacy_app.command("dsr-list")
+@_reports_errors
+def dsr_list(status: Annotated[str | None, typer.Option(help="Only this status")] = None) -> None:
+    """The request queue, earliest due first."""
+    from mecdp.privacy import dsr
+
+    server = _server()
+    if server:
+        rows: list[dict[str, Any]] = _call(
+            server, "GET", "/v1/dsr", params={"status": status} if status else None
+        )
+    else:
+        with _local_store() as store:
+            rows = dsr.list_requests(store.cursor(), status)
+    table = Table("request", "kind", "status", "received", "due")
+    for r in rows:
+        table.add_row(r["request_id"], r["kind"], r["status"], r["received_at"], r["due_on"])
+    console.print(table)
+
+
+@privacy_app.command("dsr-export")
+@_reports_errors
+def dsr_export(
+    request_id: str,
+    out: Annotated[Path, typer.Option(help="Write here: .zip (JSON + CSV) or .json")],
+) -> None:
+    """The member's complete data, decrypted, for the data subject (audited)."""
+    from mecdp.privacy import dsr
+
+    server = _server()
+    if server:
+        data: dict[str, Any] = _call(server, "GET", f"/v1/dsr/{request_id}/export")
+    else:
+        with _local_store() as store:
+            data = dsr.run_export(store, _settings(), request_id, CLI_ACTOR, "admin")
+    if out.suffix == ".zip":
+        out.write_bytes(dsr.export_zip(data))
+    else:
+        out.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    out.chmod(0o600)
+    console.print(f"exported {sum(len(r) for r in data['tables'].values())} rows to {out}")
+
+
+@privacy_app.command("dsr-correct")
+@_reports_errors
+def dsr_correct(request_id: str, field: str, value: str) -> None:
+    """Correct a profile field of the request's member (history kept, encrypted)."""
+    from mecdp.privacy import dsr
+
+    server = _server()
+    if server:
+        body = {"field": field, "value": value}
+        result: dict[str, Any] = _call(server, "POST", f"/v1/dsr/{request_id}/correct", json=body)
+    else:
+        with _local_store() as store:
+            result = dsr.run_correction(
+                store, _settings(), request_id, field, value, CLI_ACTOR, "admin"
+            )
+    console.print(f"corrected {result['field']} on {result['records']} records")
+
+
+@privacy_app.command("dsr-delete")
+@_reports_errors
+def dsr_delete(request_id: str) -> None:
+    """Erase the request's member everywhere (medical records restricted), compact the store."""
+    from mecdp.privacy import dsr
+
+    server = _server()
+    if server:
+        result: dict[str, Any] = _call(server, "POST", f"/v1/dsr/{request_id}/delete")
+    else:
+        with _local_store() as store:
+            result = dsr.run_deletion(
+                store, _settings(), request_id, CLI_ACTOR, "admin", store.compact
+            )
+    console.print(f"{result['request_id']} {result['status']}: {json.dumps(result['result'])}")
+
+
+@privacy_app.command("purge")
+@_reports_errors
+def purge() -> None:
+    """Delete what is past its retention (retention.yaml), audited."""
+    from mecdp.privacy import dsr
+
+    server = _server()
+    if server:
+        counts: dict[str, int] = _call(server, "POST", "/v1/privacy/purge")
+    else:
+        with _local_store() as store:
+            counts = dsr.run_purge(store, _settings(), CLI_ACTOR, "admin")
+    console.print(" ".join(f"{k}={v}" for k, v in counts.items()))

@@ -6,6 +6,7 @@ through `cursor()` (one cursor per thread).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ class Store:
         self.con = con
         self.path = path
         self._local = threading.local()
+        # every per-thread cursor handed out, so `compact` can close them all
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for the calling thread (DuckDB connections are not thread-safe)."""
@@ -33,6 +36,7 @@ class Store:
         if cur is None:
             cur = self.con.cursor()
             self._local.cursor = cur
+            self._cursors.append(cur)
         return cur
 
     @contextmanager
@@ -55,6 +59,40 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+
+    def compact(self) -> None:
+        """Rewrite the database file so that deleted rows leave no bytes behind.
+
+        DuckDB frees the blocks of deleted rows but does not overwrite them; copying every
+        table into a fresh file (`COPY FROM DATABASE`) and swapping it in leaves no old block.
+        The caller stops the threads that hold their own cursors (`con.cursor()`) first; the
+        per-thread cursors of `cursor()` are closed here and recreated on next use.
+        """
+        if self.path is None:
+            return
+        for cur in self._cursors:  # per-thread cursors (an open result holds a transaction)
+            cur.close()
+        self._cursors.clear()
+        self.con.execute("CHECKPOINT")
+        self.con.close()
+        fresh = self.path.with_name(self.path.name + ".compact")
+        fresh.unlink(missing_ok=True)
+        con = duckdb.connect(":memory:")
+        try:
+            old = str(self.path).replace("'", "''")
+            new = str(fresh).replace("'", "''")
+            con.execute(f"ATTACH '{old}' AS old_db (READ_ONLY)")
+            con.execute(f"ATTACH '{new}' AS new_db")
+            con.execute("COPY FROM DATABASE old_db TO new_db")
+            con.execute("DETACH old_db")
+            con.execute("DETACH new_db")
+        finally:
+            con.close()
+        os.replace(fresh, self.path)
+        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._local = threading.local()
 
 
 def migrations() -> list[tuple[int, str, str]]:
