@@ -122,7 +122,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, chinese_font: None) -> Iterat
         yield ConsoleSite(server, member)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
