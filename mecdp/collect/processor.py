@@ -33,6 +33,8 @@ import threading
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from mecdp.clean.kinds import PERSON_FIELDS, RECORD_KINDS
 from mecdp.config import Settings
 from mecdp.privacy.vault import (
@@ -266,6 +268,7 @@ class StreamProcessor:
             written = self._write_events(cur)
             self._record_consents(cur)
             self._write_people(cur, engine, checkpoint + 1)
+            self._stitch(cur)
             cur.execute(
                 "INSERT INTO stream_checkpoints VALUES (?, ?, now()::TIMESTAMP) "
                 "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, "
@@ -280,6 +283,35 @@ class StreamProcessor:
             self.events_written += written
             self._progress.notify_all()
         return count
+
+    def _stitch(self, cur: Any) -> None:
+        """Real-time OneID: link this batch's records into the graph and refresh the golden
+        record of every person they touched, in the batch's transaction."""
+        from mecdp.identity.service import stitch_records
+        from mecdp.profiles.service import refresh_profiles
+
+        record_ids = [
+            str(r[0])
+            for r in cur.execute(
+                "SELECT source_id || ':' || message_id FROM _stream_batch ORDER BY seq"
+            ).fetchall()
+        ]
+        workspace = self._settings.workspace
+        stitched = stitch_records(cur, record_ids, workspace=workspace)
+        if not stitched.affected:
+            return
+        cur.register("_stream_affected", pa.table({"one_id": list(stitched.affected)}))
+        try:
+            merged_away = [
+                str(r[0])
+                for r in cur.execute(
+                    "SELECT from_one_id FROM identity_redirects "
+                    "WHERE to_one_id IN (SELECT one_id FROM _stream_affected)"
+                ).fetchall()
+            ]
+        finally:
+            cur.unregister("_stream_affected")
+        refresh_profiles(cur, [*stitched.affected, *merged_away], workspace=workspace)
 
     @staticmethod
     def _write_events(cur: Any) -> int:

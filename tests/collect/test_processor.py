@@ -112,3 +112,17 @@ def test_events_people_and_identifiers_follow_the_raw_log(server: RunningServer)
         "SELECT origin, received, accepted, quarantined FROM ingest_log ORDER BY origin"
     )
     assert logs == [("http", 4, 4, 0), ("stream", 0, 0, 1)]
+    # real-time OneID: the identify and the alias share userId m-001, so one person, and
+    # its golden record exists without a batch rebuild
+    persons = dict(
+        server.query(
+            "SELECT record_id, one_id FROM identity_records "
+            "WHERE record_id IN ('mini_app:id1', 'mini_app:al1')"
+        )
+    )
+    assert set(persons) == {"mini_app:id1", "mini_app:al1"}
+    assert persons["mini_app:id1"] == persons["mini_app:al1"]
+    profile = server.query(
+        "SELECT city, gender FROM profiles WHERE one_id = ?", [persons["mini_app:id1"]]
+    )
+    assert profile == [("杭州", "F")]
