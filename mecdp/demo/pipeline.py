@@ -7,6 +7,7 @@ server this process starts (and keeps serving unless --no-serve).
 from __future__ import annotations
 
 import base64
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -63,7 +64,13 @@ def run_demo(settings: Settings, *, members: int, seed: int, serve: bool, consol
         wait_for_stream(state, console)
         build_identities_and_profiles(store, settings, console)
         print_summary(store, console)
+        users, password = ensure_demo_users(store, settings, chain)
         console.print(f"\nAPI: {base_url}  (OpenAPI: {base_url}/docs)")
+        console.print(f"控制台 Console: {base_url}/console")
+        console.print(f"demo users, password {password} (kept in secrets/demo.password):")
+        for username, role, store_code in users:
+            where = f" ({store_code})" if store_code else ""
+            console.print(f"  {username}: {role}{where}", highlight=False)
         if serve:
             console.print("serving; press Ctrl-C to stop")
             while thread.is_alive():
@@ -71,6 +78,33 @@ def run_demo(settings: Settings, *, members: int, seed: int, serve: bool, consol
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def ensure_demo_users(
+    store: Store, settings: Settings, chain: DemoChain
+) -> tuple[list[tuple[str, str, str | None]], str]:
+    """One user per role (the consultant bound to the first clinic), created once, sharing a
+    random password kept in the workspace secrets so the console can be tried at once."""
+    from mecdp.privacy.auth import add_user
+
+    secret = settings.secrets_dir / "demo.password"
+    if not secret.exists():
+        secret.write_text(secrets.token_urlsafe(12))
+        secret.chmod(0o600)
+    password = secret.read_text().strip()
+    first_store = str(chain.stores[0]["store_code"]) if chain.stores else None
+    users: list[tuple[str, str, str | None]] = [
+        ("admin", "admin", None),
+        ("marketer", "marketer", None),
+        ("consultant", "consultant", first_store),
+        ("analyst", "analyst", None),
+        ("compliance", "compliance", None),
+    ]
+    cur = store.cursor()
+    for username, role, store_code in users:
+        if not cur.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
+            add_user(cur, username, password, role, store_code)
+    return users, password
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
