@@ -4,10 +4,13 @@ masked / unmasked contact views. Views validate, call the privacy services and s
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -266,6 +269,25 @@ def build_privacy_router(state: AppState) -> APIRouter:
         return {"active": ring.active, "keys": sorted(ring.keys), "rewrapped": rewrapped}
 
     # ------------------------------------------------------------------ consents
+
+    @router.post("/consents/import")
+    def import_consent_file(
+        file: Annotated[UploadFile, File()],
+        source: Annotated[str, Form()],
+        principal: ConsentWriter,
+    ) -> dict[str, object]:
+        """Record a file of consents (CSV/XLSX/JSONL/Parquet); bad rows are quarantined."""
+        from mecdp.privacy.consent_import import import_consents
+
+        name = Path(file.filename or "consents.csv").name
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            with path.open("wb") as out:
+                shutil.copyfileobj(file.file, out)
+            report = import_consents(
+                state.store, state.settings, path, source=source, actor=principal.actor
+            )
+        return report.to_dict()
 
     @router.post("/consents", status_code=201)
     def record_consent(body: ConsentCreate, principal: ConsentWriter) -> dict[str, Any]:

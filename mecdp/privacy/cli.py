@@ -323,6 +323,39 @@ def audit_verify() -> None:
 # --------------------------------------------------------------------------- consent
 
 
+@consent_app.command("import")
+@_reports_errors
+def consent_import(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8/GBK), XLSX, JSONL or Parquet")],
+    source: Annotated[str, typer.Option(help="Where the consents were collected")],
+) -> None:
+    """Record a file of consents (手机号/邮箱/one_id, 目的, 状态, 告知版本 …); bad rows go to
+    quarantine with the field and the rule."""
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", field="file", value=str(file))
+    server = _server()
+    if server:
+        with file.open("rb") as fh:
+            report: dict[str, Any] = _call(
+                server,
+                "POST",
+                "/v1/consents/import",
+                data={"source": source},
+                files={"file": (file.name, fh)},
+            )
+    else:
+        from mecdp.privacy.consent_import import import_consents
+
+        with _local_store() as store:
+            report = import_consents(store, _settings(), file, source=source, actor="cli").to_dict()
+    console.print(
+        f"{report['file_name']}: read {report['rows_read']}, recorded {report['recorded']}, "
+        f"quarantined {report['quarantined']} {report['rejects_by_rule'] or ''}",
+        highlight=False,
+        markup=False,
+    )
+
+
 @consent_app.command("check")
 @_reports_errors
 def consent_check(
