@@ -7,23 +7,19 @@ store themselves otherwise.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mecdp.api.client import running_server
+from mecdp.cli_support import ctx, local_store, reports_errors
 from mecdp.collect.sources import EVENT_KIND
-from mecdp.config import Settings, init_workspace
-from mecdp.errors import MeCdpError
+from mecdp.config import Settings
 from mecdp.identity.cli import identity_app
 from mecdp.privacy.cli import PRIVACY_COMMANDS
-from mecdp.store import Store, open_store
 from mecdp.terminal import print_import_report, print_quality, progress_bar
 
 app = typer.Typer(
@@ -41,17 +37,9 @@ profiles_app = typer.Typer(help="Golden records and the 360° profile.", no_args
 app.add_typer(profiles_app, name="profiles")
 
 console = Console()
-err_console = Console(stderr=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
-class _Context:
-    settings: Settings = Settings()
-
-
-_ctx = _Context()
+_ctx = ctx
 
 
 @app.callback()
@@ -68,34 +56,6 @@ def main(
 ) -> None:
     """Options shared by every verb."""
     _ctx.settings = Settings(workspace=workspace) if workspace else Settings()
-
-
-def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Print a MeCdpError as one clear line and exit with its code (2 for bad input)."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except MeCdpError as exc:
-            details = " ".join(f"{k}={v}" for k, v in exc.details.items())
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
-            if details:
-                err_console.print(f"  {details}", highlight=False, markup=False)
-            raise typer.Exit(exc.exit_code) from exc
-
-    return wrapper
-
-
-@contextmanager
-def local_store() -> Iterator[Store]:
-    """Open the workspace store in this process (no server owns it)."""
-    init_workspace(_ctx.settings)
-    store = open_store(_ctx.settings.db_path)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @app.command()

@@ -8,22 +8,17 @@ this operator's own terminal (local admin); the API masks them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mecdp.api.client import ServerClient, running_server
-from mecdp.config import Settings, init_workspace
-from mecdp.errors import MeCdpError
+from mecdp.cli_support import current_settings, local_store, reports_errors
 from mecdp.identity import service
 from mecdp.privacy.audit import HEAD_FILE
-from mecdp.store import Store, open_store
 
 identity_app = typer.Typer(
     help="OneID: explain a person, split, review probabilistic matches.", no_args_is_help=True
@@ -32,41 +27,10 @@ review_app = typer.Typer(help="The review queue of probabilistic matches.", no_a
 identity_app.add_typer(review_app, name="review")
 console = Console()
 err_console = Console(stderr=True)
-P = ParamSpec("P")
-R = TypeVar("R")
 CLI_ACTOR = "cli"
-
-
-def _settings() -> Settings:
-    from mecdp.cli import _ctx  # the root callback has parsed --workspace by now
-
-    return _ctx.settings
-
-
-def _reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except MeCdpError as exc:
-            details = " ".join(f"{k}={v}" for k, v in exc.details.items())
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
-            if details:
-                err_console.print(f"  {details}", highlight=False, markup=False)
-            raise typer.Exit(exc.exit_code) from exc
-
-    return wrapper
-
-
-@contextmanager
-def _local_store() -> Iterator[Store]:
-    settings = _settings()
-    init_workspace(settings)
-    store = open_store(settings.db_path)
-    try:
-        yield store
-    finally:
-        store.close()
+_settings = current_settings
+_reports_errors = reports_errors
+_local_store = local_store
 
 
 def _server() -> ServerClient | None:

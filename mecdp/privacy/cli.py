@@ -8,24 +8,20 @@ the actor ``cli`` (local) or ``admin_token`` (through the server).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mecdp.api.client import ServerClient, running_server
-from mecdp.config import Settings, init_workspace
-from mecdp.errors import InputError, MeCdpError
+from mecdp.cli_support import current_settings, local_store, reports_errors
+from mecdp.errors import InputError
 from mecdp.privacy import auth, consent
 from mecdp.privacy.audit import HEAD_FILE, AuditEntry, append_audit, audited_transaction
 from mecdp.privacy.audit import verify_audit as verify_chain
 from mecdp.privacy.crypto import MemberKeys, load_keyring, rotate_keyring
-from mecdp.store import Store, open_store
 
 user_app = typer.Typer(help="Console/API users and their roles.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for server-to-server calls.", no_args_is_help=True)
@@ -49,42 +45,10 @@ PRIVACY_COMMANDS: list[tuple[typer.Typer, str]] = [
 
 console = Console()
 err_console = Console(stderr=True)
-P = ParamSpec("P")
-R = TypeVar("R")
 CLI_ACTOR = "cli"
-
-
-def _settings() -> Settings:
-    from mecdp.cli import _ctx  # the root callback has parsed --workspace by now
-
-    return _ctx.settings
-
-
-def _reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except MeCdpError as exc:
-            details = " ".join(f"{k}={v}" for k, v in exc.details.items())
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
-            if details:
-                err_console.print(f"  {details}", highlight=False, markup=False)
-            raise typer.Exit(exc.exit_code) from exc
-
-    return wrapper
-
-
-@contextmanager
-def _local_store() -> Iterator[Store]:
-    settings = _settings()
-    init_workspace(settings)
-    load_keyring(settings)
-    store = open_store(settings.db_path)
-    try:
-        yield store
-    finally:
-        store.close()
+_settings = current_settings
+_reports_errors = reports_errors
+_local_store = local_store
 
 
 def _server() -> ServerClient | None:
