@@ -116,6 +116,26 @@ def _utc(value: datetime | str | None, field: str) -> datetime:
     return utc
 
 
+def _purpose_channel(purpose: str, channel: str | None) -> str:
+    """Check the purpose and the channel (default: the purpose's own); returns the channel."""
+    if purpose not in PURPOSES:
+        raise InputError(
+            f"unknown consent purpose {purpose!r}; one of: {', '.join(PURPOSES)}",
+            field="purpose",
+            value=purpose,
+            rule="consent.purpose",
+        )
+    channel = channel or PURPOSES[purpose]
+    if channel not in CHANNELS:
+        raise InputError(
+            f"unknown consent channel {channel!r}; one of: {', '.join(CHANNELS)}",
+            field="channel",
+            value=channel,
+            rule="consent.channel",
+        )
+    return channel
+
+
 def validate_consent(
     *,
     member_ref: str,
@@ -144,21 +164,7 @@ def validate_consent(
             value=id_type,
             rule="consent.member_ref",
         )
-    if purpose not in PURPOSES:
-        raise InputError(
-            f"unknown consent purpose {purpose!r}; one of: {', '.join(PURPOSES)}",
-            field="purpose",
-            value=purpose,
-            rule="consent.purpose",
-        )
-    channel = channel or PURPOSES[purpose]
-    if channel not in CHANNELS:
-        raise InputError(
-            f"unknown consent channel {channel!r}; one of: {', '.join(CHANNELS)}",
-            field="channel",
-            value=channel,
-            rule="consent.channel",
-        )
+    channel = _purpose_channel(purpose, channel)
     if status not in STATUSES:
         raise InputError(
             f"consent status must be granted or withdrawn, not {status!r}",
@@ -348,21 +354,7 @@ def may(
     separate consent ``sensitive_medical_processing``. `personalised`: the message or
     ranking is personalised - a withdrawn ``personalised_recommendation`` (Art. 24) denies.
     """
-    if purpose not in PURPOSES:
-        raise InputError(
-            f"unknown consent purpose {purpose!r}; one of: {', '.join(PURPOSES)}",
-            field="purpose",
-            value=purpose,
-            rule="consent.purpose",
-        )
-    channel = channel or PURPOSES[purpose]
-    if channel not in CHANNELS:
-        raise InputError(
-            f"unknown consent channel {channel!r}; one of: {', '.join(CHANNELS)}",
-            field="channel",
-            value=channel,
-            rule="consent.channel",
-        )
+    channel = _purpose_channel(purpose, channel)
     latest = _latest(cur, member_ref, purpose, channel)
     if latest is None:
         return Decision(False, f"no consent for {purpose} on {channel}")
