@@ -6,9 +6,6 @@ workspace admin token (`secrets/admin.token`), which authenticates as an admin A
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -16,6 +13,7 @@ from pydantic import BaseModel
 
 from mecdp.api.deps import require
 from mecdp.api.state import AppState
+from mecdp.api.uploads import saved_upload
 from mecdp.collect import sources as source_service
 from mecdp.collect.quality import quality_report
 from mecdp.privacy.roles import Permission
@@ -76,11 +74,7 @@ def build_admin_router(state: AppState) -> APIRouter:
     ) -> dict[str, object]:
         from mecdp.collect.importer import import_file
 
-        name = Path(file.filename or "upload").name
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            with path.open("wb") as out:
-                shutil.copyfileobj(file.file, out)
+        with saved_upload(file, "upload") as path:
             report = import_file(
                 state.store, state.settings, path, source_id=source, mapping=mapping
             )

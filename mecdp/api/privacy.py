@@ -4,10 +4,7 @@ masked / unmasked contact views. Views validate, call the privacy services and s
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
@@ -34,6 +31,7 @@ from mecdp.api.deps import (
     record_audit,
 )
 from mecdp.api.state import AppState
+from mecdp.api.uploads import saved_upload
 from mecdp.errors import AuthenticationError, InputError, PermissionDenied
 from mecdp.privacy import auth, consent, dsr
 from mecdp.privacy.audit import AuditEntry, append_audit, audited_transaction, list_audit
@@ -279,11 +277,7 @@ def build_privacy_router(state: AppState) -> APIRouter:
         """Record a file of consents (CSV/XLSX/JSONL/Parquet); bad rows are quarantined."""
         from mecdp.privacy.consent_import import import_consents
 
-        name = Path(file.filename or "consents.csv").name
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            with path.open("wb") as out:
-                shutil.copyfileobj(file.file, out)
+        with saved_upload(file, "consents.csv") as path:
             report = import_consents(
                 state.store, state.settings, path, source=source, actor=principal.actor
             )

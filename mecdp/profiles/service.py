@@ -306,6 +306,12 @@ _PROFILE_COLUMNS = (
     "records",
     "built_at",
 )
+# the profile page's summary card: the derived columns, with the home store's name
+_SUMMARY_FIELDS = (
+    "home_store",
+    "home_store_name",
+    *_PROFILE_COLUMNS[_PROFILE_COLUMNS.index("consultant") :],
+)
 _PROFILE_SQL = (
     f"SELECT {', '.join('p.' + c for c in _PROFILE_COLUMNS)}, s.name AS home_store_name "
     "FROM profiles p LEFT JOIN stores s ON s.store_code = p.home_store WHERE p.one_id = ?"
@@ -502,26 +508,7 @@ def profile_view(
             "phone": phones[0]["value"] if phones else None,
             "email": emails[0]["value"] if emails else None,
         },
-        "summary": {
-            k: profile[k]
-            for k in (
-                "home_store",
-                "home_store_name",
-                "consultant",
-                "member_level",
-                "preferred_channel",
-                "first_seen",
-                "last_seen",
-                "first_order_at",
-                "last_order_at",
-                "orders",
-                "visits",
-                "total_spend_fen",
-                "avg_spend_fen",
-                "records",
-                "built_at",
-            )
-        },
+        "summary": {k: profile[k] for k in _SUMMARY_FIELDS},
         "traits": traits(cur, settings, one_id),
         "identifiers": ids,
         "course_cards": course_cards(cur, one_id),
