@@ -29,9 +29,12 @@ CREATE TABLE customer_tags (
     tag_id        VARCHAR NOT NULL,
     value         VARCHAR NOT NULL,
     rule_version  INTEGER NOT NULL,
-    computed_at   TIMESTAMP NOT NULL,
-    PRIMARY KEY (one_id, tag_id)
+    computed_at   TIMESTAMP NOT NULL
 );
+-- One row per (one_id, tag_id), kept by the compute run that rewrites the table; no composite
+-- key (DuckDB's ART index serves single-column lookups only, and a full run rewrites millions
+-- of rows: the indexes are rebuilt after the load).
+CREATE INDEX customer_tags_one_id ON customer_tags (one_id);
 CREATE INDEX customer_tags_tag ON customer_tags (tag_id);
 
 -- Every change of a member's tag value (append-only): gained, lost, changed.
@@ -50,7 +53,7 @@ CREATE INDEX customer_tag_history_one_id ON customer_tag_history (one_id);
 
 -- Value and behaviour scores per member, with the inputs that explain them.
 CREATE TABLE scores (
-    one_id                VARCHAR PRIMARY KEY,
+    one_id                VARCHAR NOT NULL,   -- one row per person (indexed below)
     as_of                 TIMESTAMP NOT NULL,
     -- RFM
     recency_days          INTEGER,          -- days since the last paid order (NULL: none)
@@ -82,6 +85,7 @@ CREATE TABLE scores (
     preferred_category    VARCHAR,          -- 注射 光电 手术 皮肤管理 (by spend, then interest)
     run_id                VARCHAR NOT NULL
 );
+CREATE INDEX scores_one_id ON scores (one_id);
 
 -- Each member's next-due date per treatment item (from the catalog's repeat cycle).
 CREATE TABLE treatment_due (
@@ -93,9 +97,9 @@ CREATE TABLE treatment_due (
     cycle_days          INTEGER NOT NULL,
     due_on              DATE NOT NULL,
     status              VARCHAR NOT NULL,   -- upcoming (due within the window), overdue, not_due
-    run_id              VARCHAR NOT NULL,
-    PRIMARY KEY (one_id, item_code)
+    run_id              VARCHAR NOT NULL   -- one row per (one_id, item_code)
 );
+CREATE INDEX treatment_due_one_id ON treatment_due (one_id);
 
 -- One row per compute run: what ran, as of when, and the parameters it used (RFM cut-offs,
 -- fitted CLV parameters) so every score is explainable afterwards.
