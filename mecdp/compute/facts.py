@@ -53,14 +53,22 @@ def ts_literal(moment: datetime) -> str:
     return f"TIMESTAMP '{moment.replace(tzinfo=None).isoformat(sep=' ')}'"
 
 
-def fact_steps(as_of: datetime) -> list[tuple[SqlStep, ...]]:
-    """One pipeline per fact table (the last step's output name is the table)."""
+def fact_steps(as_of: datetime, scope: str | None = None) -> list[tuple[SqlStep, ...]]:
+    """One pipeline per fact table (the last step's output name is the table).
+
+    `scope` names a table of one_ids: only those persons (an event refresh); else everyone.
+    """
     at = ts_literal(as_of)
+    persons = (
+        f"(SELECT p.* FROM profiles p JOIN {scope} s ON s.one_id = p.one_id)"
+        if scope
+        else "profiles"
+    )
     void = ", ".join(f"'{s}'" for s in VOID_ORDER_STATUSES)
-    members = """
+    members = f"""
 SELECT one_id, gender, birthday, city, home_store, member_level, first_seen, last_seen,
        first_order_at
-FROM profiles
+FROM {persons} p
 """
     orders = f"""
 SELECT r.one_id, o.record_id, o.order_no, o.ordered_at,
@@ -72,7 +80,7 @@ SELECT r.one_id, o.record_id, o.order_no, o.ordered_at,
        coalesce(o.order_type, 'normal') AS order_type, o.sessions, o.store_code, o.channel
 FROM orders o
 JOIN identity_records r ON r.record_id = o.record_id
-JOIN profiles p ON p.one_id = r.one_id
+JOIN {persons} p ON p.one_id = r.one_id
 LEFT JOIN catalog c ON c.item_code = o.item_code
 WHERE coalesce(o.status, '') NOT IN ({void}) AND o.ordered_at <= {at}
 """
@@ -81,7 +89,7 @@ SELECT r.one_id, a.record_id, a.appointment_no, a.scheduled_at, a.arrived_at, a.
        a.item_code, a.store_code, a.channel, a.consultant
 FROM appointments a
 JOIN identity_records r ON r.record_id = a.record_id
-JOIN profiles p ON p.one_id = r.one_id
+JOIN {persons} p ON p.one_id = r.one_id
 WHERE a.scheduled_at <= {at}
 """
     treatments = f"""
@@ -90,7 +98,7 @@ SELECT r.one_id, t.record_id, t.treatment_no, t.performed_at, t.item_code,
        c.repeat_cycle_days, t.store_code
 FROM treatments t
 JOIN identity_records r ON r.record_id = t.record_id
-JOIN profiles p ON p.one_id = r.one_id
+JOIN {persons} p ON p.one_id = r.one_id
 LEFT JOIN catalog c ON c.item_code = t.item_code
 WHERE t.performed_at <= {at}
 """
@@ -99,7 +107,7 @@ SELECT r.one_id, i.record_id, i.occurred_at, i.channel, i.type, i.topic,
        c.category AS topic_category
 FROM interactions i
 JOIN identity_records r ON r.record_id = i.record_id
-JOIN profiles p ON p.one_id = r.one_id
+JOIN {persons} p ON p.one_id = r.one_id
 LEFT JOIN (SELECT name, min(category) AS category FROM catalog GROUP BY name) c
   ON c.name = i.topic
 WHERE i.occurred_at <= {at}
@@ -109,7 +117,7 @@ SELECT r.one_id, e.record_id, e.occurred_at, coalesce(e.channel, s.channel) AS c
        e.event
 FROM events e
 JOIN identity_records r ON r.record_id = e.record_id
-JOIN profiles p ON p.one_id = r.one_id
+JOIN {persons} p ON p.one_id = r.one_id
 LEFT JOIN sources s ON s.source_id = e.source_id
 WHERE e.occurred_at <= {at}
 """
