@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -256,6 +257,21 @@ class LayeringConfig(_Rules):
         if found is None:
             return key
         return found.zh if lang == "zh" else found.en
+
+
+def sql_string(value: str) -> str:
+    """A rule value (from YAML) as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_strings(values: list[str]) -> str:
+    """Rule values as a SQL list body: 'a', 'b' (NULL when empty, so IN matches nothing)."""
+    return ", ".join(sql_string(v) for v in values) or "NULL"
+
+
+def date_literal(moment: datetime) -> str:
+    """The (UTC) day of `moment` as a DATE literal both engines read."""
+    return f"DATE '{moment.date().isoformat()}'"
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

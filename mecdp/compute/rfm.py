@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from mecdp.compute.config import RFM_METRICS, SEGMENTS, LayeringConfig, RfmRules
+from mecdp.compute.config import RFM_METRICS, SEGMENTS, LayeringConfig, RfmRules, date_literal
 from mecdp.compute.facts import MEMBERS, ORDERS, ts_literal
 from mecdp.store.engine import SqlStep
 
@@ -45,11 +45,6 @@ VALUES = "cm_rfm_values"
 CUTOFFS = "cm_out_rfm_cutoffs"
 OUTPUT = "cm_out_rfm"
 SCORE_LETTER = {"recency_days": "r", "frequency": "f", "monetary_fen": "m"}
-
-
-def date_literal(moment: datetime) -> str:
-    """The (UTC) day of `moment` as a DATE literal both engines read."""
-    return f"DATE '{moment.date().isoformat()}'"
 
 
 def _values_sql(rules: RfmRules, as_of: datetime) -> str:
