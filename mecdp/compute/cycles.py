@@ -1,0 +1,116 @@
+"""Treatment cycles: each member's next-due date per treatment item.
+
+`cycle_steps(config, as_of)` returns one pipeline (DuckDB-dialect `SqlStep`s, run on DuckDB
+or Spark through the engine seam) over the member facts whose last step is ``cm_out_due``:
+one row per (one_id, item_code) the member was treated with, exactly the columns of the
+``treatment_due`` table but run_id:
+
+``one_id, item_code, item_name, category, last_performed_at, cycle_days, due_on, status``
+
+* last_performed_at: the latest treatment of the item; item_name and category from it.
+* cycle_days, first found (``cycles`` in layering.yaml): the item code's entry in ``items``;
+  the first ``name_patterns`` entry the item name contains (case-insensitive); the
+  catalog's repeat_cycle_days; the ``category_defaults`` entry. None of these: no row
+  (e.g. surgery). While a course card (疗程卡) of the item has sessions left as of as_of
+  (course-card sessions bought minus treatments of the item since the first card
+  purchase), the item's ``course_interval_days`` applies instead, when given.
+* due_on = the (UTC) day of last_performed_at + cycle_days.
+* status: ``overdue`` when due_on is before as_of's day, ``upcoming`` (即将到期) when due_on
+  is as_of's day or up to ``upcoming_days`` days later, else ``not_due``.
+
+Example:
+    >>> from datetime import datetime
+    >>> from mecdp.compute.config import LayeringConfig
+    >>> cycle_steps(LayeringConfig.load(), datetime(2025, 1, 1))[-1].output_table_name
+    'cm_out_due'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from mecdp.compute.config import CycleRules, LayeringConfig, date_literal, sql_string
+from mecdp.compute.facts import ORDERS, TREATMENTS
+from mecdp.store.engine import SqlStep
+
+OUTPUT = "cm_out_due"
+
+
+def _resolved(rules: CycleRules, field: str, fallback: str) -> str:
+    """CASE giving the item's `field` from items, then name patterns, else `fallback`."""
+    whens = []
+    for code, spec in rules.items.items():
+        whens.append(f"WHEN item_code = {sql_string(code)} THEN {getattr(spec, field) or 'NULL'}")
+    for entry in rules.name_patterns:
+        like = sql_string(f"%{entry.pattern.lower()}%")
+        whens.append(f"WHEN lower(item_name) LIKE {like} THEN {getattr(entry, field) or 'NULL'}")
+    if not whens:
+        return fallback
+    return f"CASE {' '.join(whens)} ELSE {fallback} END"
+
+
+def cycle_steps(config: LayeringConfig, as_of: datetime) -> list[SqlStep]:
+    """The pipeline whose last step is ``cm_out_due``."""
+    rules = config.cycles
+    per_item = f"""
+SELECT one_id, item_code, arg_max(item_name, performed_at) AS item_name,
+       arg_max(category, performed_at) AS category,
+       max(performed_at) AS last_performed_at,
+       max(CASE WHEN repeat_cycle_days > 0 THEN repeat_cycle_days END) AS catalog_cycle_days
+FROM {TREATMENTS} WHERE item_code IS NOT NULL
+GROUP BY one_id, item_code
+"""
+    category_default = "NULL"
+    if rules.category_defaults:
+        whens = " ".join(
+            f"WHEN {sql_string(category)} THEN {days}"
+            for category, days in rules.category_defaults.items()
+        )
+        category_default = f"CASE category {whens} END"
+    cycle = _resolved(rules, "cycle_days", f"coalesce(catalog_cycle_days, {category_default})")
+    course_interval = _resolved(rules, "course_interval_days", "NULL")
+    cycles = f"""
+SELECT one_id, item_code, item_name, category, last_performed_at,
+       {cycle} AS cycle_days, {course_interval} AS course_interval_days
+FROM cy_item
+"""
+    cards = f"""
+SELECT one_id, item_code, sum(coalesce(sessions, 0)) AS sessions_bought,
+       min(ordered_at) AS first_purchase_at
+FROM {ORDERS} WHERE order_type = 'course_card' AND item_code IS NOT NULL
+GROUP BY one_id, item_code
+"""
+    open_cards = f"""
+SELECT c.one_id, c.item_code
+FROM cy_card c
+LEFT JOIN {TREATMENTS} t
+  ON t.one_id = c.one_id AND t.item_code = c.item_code AND t.performed_at >= c.first_purchase_at
+GROUP BY c.one_id, c.item_code, c.sessions_bought
+HAVING c.sessions_bought > count(t.record_id)
+"""
+    due = """
+SELECT y.one_id, y.item_code, y.item_name, y.category, y.last_performed_at,
+       CAST(CASE WHEN o.one_id IS NOT NULL THEN coalesce(y.course_interval_days, y.cycle_days)
+                 ELSE y.cycle_days END AS INTEGER) AS cycle_days
+FROM cy_cycle y
+LEFT JOIN cy_open_card o ON o.one_id = y.one_id AND o.item_code = y.item_code
+WHERE y.cycle_days IS NOT NULL
+"""
+    today = date_literal(as_of)
+    horizon = date_literal(as_of + timedelta(days=rules.upcoming_days))
+    out = f"""
+SELECT one_id, item_code, item_name, category, last_performed_at, cycle_days, due_on,
+       CASE WHEN due_on < {today} THEN 'overdue'
+            WHEN due_on <= {horizon} THEN 'upcoming'
+            ELSE 'not_due' END AS status
+FROM (SELECT d.*, CAST(CAST(last_performed_at AS DATE) + cycle_days AS DATE) AS due_on
+      FROM cy_due d) x
+"""
+    return [
+        SqlStep(per_item, "cy_item"),
+        SqlStep(cycles, "cy_cycle"),
+        SqlStep(cards, "cy_card"),
+        SqlStep(open_cards, "cy_open_card"),
+        SqlStep(due, "cy_due"),
+        SqlStep(out, OUTPUT),
+    ]
