@@ -69,7 +69,11 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "definition"
-        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        text = f"{where}: {error['msg'].removeprefix('Value error, ')}"
+        given = error.get("input")
+        if error["type"] != "value_error" and isinstance(given, str | int | float | bool):
+            text += f" (got {given!r})"
+        parts.append(text)
     return "; ".join(parts)
 
 
@@ -106,16 +110,20 @@ def _merge_file(
     """Add one file's definitions to `merged` (a tag_id seen before is replaced). With
     `patches`, an entry without a rule changes fields of an existing definition
     (``{tag_id: dormant, enabled: false}`` turns a shipped tag off)."""
-    seen: set[str] = set()
-    for i, entry in enumerate(_entries(path, text)):
+    entries = _entries(path, text)
+    seen: set[object] = set()
+    for i, entry in enumerate(entries):
+        if entry.get("tag_id") in seen:
+            raise InputError(
+                f"{path} (tags[{i}]): tag_id {entry.get('tag_id')!r} given twice", field="tag_id"
+            )
+        seen.add(entry.get("tag_id"))
+    for i, entry in enumerate(entries):
         tag_id = entry.get("tag_id")
         source = f"{path} (tags[{i}])"
-        if tag_id in seen:
-            raise InputError(f"{source}: tag_id {tag_id!r} given twice", field="tag_id")
         if patches and "rule" not in entry and isinstance(tag_id, str) and tag_id in merged:
             entry = {**merged[tag_id].model_dump(mode="json"), **entry}
         definition = parse_definition(entry, source=source)
-        seen.add(definition.tag_id)
         merged[definition.tag_id] = definition
 
 
