@@ -342,11 +342,12 @@ def preview(
         name = f"tg_preview_{definition.tag_id}"
         engine.register_arrow(name, rows)
         try:
-            return _summarise(engine, [SqlStep(f"SELECT * FROM {name}", OUT_TAGS)], sample)
+            summary = _summarise(engine, [SqlStep(f"SELECT * FROM {name}", OUT_TAGS)], sample)
         finally:
             engine.drop(name)
-    steps = tag_steps([definition.model_copy(update={"enabled": True})], as_of)
-    summary = _summarise(engine, steps, sample)
+    else:
+        steps = tag_steps([definition.model_copy(update={"enabled": True})], as_of)
+        summary = _summarise(engine, steps, sample)
     if definition.value_type != "enum":
         summary = TagPreview(summary.count, summary.sample_one_ids, summary.sample_values, {})
     return summary
