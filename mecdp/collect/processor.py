@@ -244,8 +244,11 @@ class StreamProcessor:
     def process_batch(self) -> int:
         """Process the next batch after the checkpoint; returns how many messages it read."""
         from mecdp.collect.importer import _import_transaction
+        from mecdp.compute.service import WRITE_LOCK
 
-        with _import_transaction(self._store) as (cur, engine):
+        # the layering lock: a full compute run's rewrite of customer_tags never overlaps
+        # this batch's event-tag refresh (both would write the same rows)
+        with WRITE_LOCK, _import_transaction(self._store) as (cur, engine):
             row = cur.execute(
                 "SELECT seq FROM stream_checkpoints WHERE name = ?", [CHECKPOINT]
             ).fetchone()
@@ -286,7 +289,9 @@ class StreamProcessor:
 
     def _stitch(self, cur: Any) -> None:
         """Real-time OneID: link this batch's records into the graph and refresh the golden
-        record of every person they touched, in the batch's transaction."""
+        record and the event-refresh tags of every person they touched, in the batch's
+        transaction."""
+        from mecdp.compute.service import refresh_event_tags
         from mecdp.identity.service import stitch_records
         from mecdp.profiles.service import refresh_profiles
 
@@ -312,6 +317,7 @@ class StreamProcessor:
         finally:
             cur.unregister("_stream_affected")
         refresh_profiles(cur, [*stitched.affected, *merged_away], workspace=workspace)
+        refresh_event_tags(cur, [*stitched.affected, *merged_away], workspace=workspace)
 
     @staticmethod
     def _write_events(cur: Any) -> int:

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def run_demo(settings: Settings, *, members: int, seed: int, serve: bool, consol
         send_demo_events(store, chain, base_url, console)
         wait_for_stream(state, console)
         build_identities_and_profiles(store, settings, console)
+        compute_layering(store, settings, console)
         print_summary(store, console)
         users, password = ensure_demo_users(store, settings, chain)
         console.print(f"\nAPI: {base_url}  (OpenAPI: {base_url}/docs)")
@@ -213,6 +215,28 @@ def build_identities_and_profiles(store: Store, settings: Settings, console: Con
         f"profiles: {built.persons:,} golden records, {built.timeline_rows:,} timeline rows "
         f"in {built.seconds:.1f} s"
     )
+
+
+def compute_layering(store: Store, settings: Settings, console: Console) -> None:
+    """Member layering as of a quarter before the demo's "today" and as of today, so the
+    tag history and the tier migration matrix have two points to compare."""
+    from mecdp.compute.service import compute_all
+    from mecdp.demo.generator import TODAY
+
+    today = TODAY.astype(datetime)
+    for as_of in (today - timedelta(days=90), today):
+        with console.status(f"member layering as of {as_of:%Y-%m-%d}") as status:
+            report = compute_all(
+                store,
+                workspace=settings.workspace,
+                as_of=as_of,
+                progress=lambda label, _d, _t: status.update(f"member layering: {label}"),
+            )
+        console.print(
+            f"layering as of {as_of:%Y-%m-%d}: {report.members:,} members, "
+            f"{report.tagged:,} tags ({report.tag_changes:,} changes), "
+            f"{report.due:,} treatment due dates in {report.seconds:.1f} s"
+        )
 
 
 def print_summary(store: Store, console: Console) -> None:
