@@ -17,6 +17,7 @@ from rich.table import Table
 from mecdp.api.client import running_server
 from mecdp.cli_support import ctx, local_store, reports_errors
 from mecdp.collect.sources import EVENT_KIND
+from mecdp.compute.cli import AsOfOption, run_compute, tags_app
 from mecdp.config import Settings
 from mecdp.identity.cli import identity_app
 from mecdp.privacy.cli import PRIVACY_COMMANDS
@@ -35,6 +36,7 @@ for _privacy_app, _name in PRIVACY_COMMANDS:  # user, apikey, keys, audit, conse
 app.add_typer(identity_app, name="identity")
 profiles_app = typer.Typer(help="Golden records and the 360° profile.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(tags_app, name="tags")
 
 console = Console()
 
@@ -244,3 +246,16 @@ def profiles_build(
         f"({report['trait_changes']:,} changed), {report['timeline_rows']:,} timeline rows, "
         f"{report['course_cards']:,} course cards in {report['seconds']} s"
     )
+
+
+@app.command()
+@reports_errors
+def compute(
+    as_of: AsOfOption = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Batch engine: duckdb or spark (default: the engine setting)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Recompute member layering: tags, RFM, CLV, behaviour tiers, treatment due dates."""
+    run_compute(as_of, engine, as_json)

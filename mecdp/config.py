@@ -8,8 +8,10 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mecdp.compute.scheduler import parse_schedule
 
 
 class Settings(BaseSettings):
@@ -46,6 +48,16 @@ class Settings(BaseSettings):
         default=5, description="Failed logins per user and address before throttling"
     )
     login_window_minutes: int = Field(default=15, description="Login throttling window")
+    compute_schedule: str = Field(
+        default="daily@03:00",
+        description="When `mecdp serve` recomputes member layering (tags, RFM, CLV, tiers): "
+        "daily@HH:MM in the local timezone, every:<n><s|m|h|d>, or off",
+    )
+
+    @field_validator("compute_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        return parse_schedule(value).text
 
     @property
     def db_path(self) -> Path:

@@ -19,6 +19,7 @@ from mecdp import __version__
 from mecdp.api.admin import build_admin_router
 from mecdp.api.deps import PUBLIC
 from mecdp.api.errors import install_error_handlers
+from mecdp.api.layering import install_layering
 from mecdp.api.privacy import install_privacy
 from mecdp.api.profiles import build_profiles_router
 from mecdp.api.state import AppState
@@ -67,6 +68,7 @@ def create_app(
     install_privacy(app, state)
     app.include_router(build_identity_router(state))
     app.include_router(build_profiles_router(state))
+    install_layering(app, state)  # routes + the compute scheduler (after the stream workers)
     install_console(app, state)
 
     @app.get("/healthz", include_in_schema=False, dependencies=[PUBLIC])
