@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from scipy import optimize
 
 from mecdp.compute import clv
 from mecdp.compute.facts import ORDERS, fact_steps
@@ -302,6 +303,41 @@ def test_grouped_weighted_fit_equals_the_row_by_row_fit() -> None:
     gx, gt_x, gage = grouped.columns
     ll_grouped = clv.bgnbd_log_likelihood(PUBLISHED_BGNBD, gx, gt_x, gage, grouped.weights)
     assert ll_grouped == pytest.approx(ll_rows, rel=1e-12)
+
+
+def test_group_rows_matches_numpy_unique_rows() -> None:
+    rng = np.random.default_rng(3)
+    days = rng.integers(0, 40, (5000, 3)).astype(float)  # whole numbers: no sort per column
+    weeks = days / 7  # fractions: ranked by sorting
+    for rows in (days, weeks, np.column_stack([days[:, 0], weeks[:, 1]])):
+        expected, counts = np.unique(rows, axis=0, return_counts=True)
+        grouped = clv.group_rows(*rows.T)
+        assert np.array_equal(np.column_stack(grouped.columns), expected)
+        assert np.array_equal(grouped.weights, counts)
+        assert np.array_equal(np.column_stack(grouped.columns)[grouped.inverse], rows)
+
+
+def test_analytic_gradients_match_finite_differences() -> None:
+    x, t_x, age = cdnow_weeks()
+    bg_data = clv._BgNbdData.of(x, t_x, age, None, group=True)
+    theta = np.log([0.3, 4.0, 0.9, 2.0])
+
+    def bg_ll(t: np.ndarray) -> float:
+        return clv._bgnbd_terms(clv._params4(np.exp(t)), bg_data, gradient=False)[0]
+
+    analytic = clv._bgnbd_terms(clv._params4(np.exp(theta)), bg_data, gradient=True)[1]
+    assert analytic == pytest.approx(optimize.approx_fprime(theta, bg_ll, 1e-7), rel=1e-4)
+
+    repeat = x > 0
+    spend = np.linspace(5.0, 80.0, int(repeat.sum()))
+    gg_data = clv._GammaGammaData.of(x[repeat], spend, np.ones(int(repeat.sum())))
+    theta = np.log([5.0, 3.0, 12.0])
+
+    def gg_ll(t: np.ndarray) -> float:
+        return clv._gg_terms(clv._params3(np.exp(t)), gg_data, gradient=False)[0]
+
+    analytic = clv._gg_terms(clv._params3(np.exp(theta)), gg_data, gradient=True)[1]
+    assert analytic == pytest.approx(optimize.approx_fprime(theta, gg_ll, 1e-7), rel=1e-4)
 
 
 def test_beta_gauss_nodes_reproduce_beta_moments() -> None:
