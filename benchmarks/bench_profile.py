@@ -40,6 +40,7 @@ from mecdp.config import Settings, init_workspace
 from mecdp.privacy import auth
 from mecdp.privacy.crypto import blind_index
 from mecdp.privacy.vault import CTX_IDENTIFIER, vault_for
+from mecdp.profiles import lookup
 from mecdp.store import open_store
 
 CHUNK = 200_000
@@ -112,13 +113,80 @@ def synthesise(settings: Settings, members: int, console: Console) -> None:
             SELECT 'cs_' || i, 'one_id:' || {oid}, 'marketing_sms', 'sms', 'granted', 'v1',
             repeat('a', 64), 'mini_program', 'form-' || i, TIMESTAMP '2024-01-01',
             TIMESTAMP '2024-01-01', 'bench' FROM range({n}) t(i);
-        CHECKPOINT;
         """
     )
+    synthesise_layering(con, n)
+    con.execute("CHECKPOINT")
+    console.print("  layering rows written; writing the profile documents")
+    lookup.write_documents(con, None)
+    con.execute("CHECKPOINT")
     key_text, _ = auth.create_api_key(con.cursor(), "bench", "marketer", "bench")
     (settings.workspace / "bench.key").write_text(key_text)
     store.close()
     console.print(f"synthesised {members:,} members in {time.perf_counter() - started:.1f} s")
+
+
+TAGS = [
+    ("new_customer", "新客", "New customer", "lifecycle", "boolean"),
+    ("frequent_visitor", "高频到店用户", "Frequent visitor", "lifecycle", "boolean"),
+    ("luxury_lover", "奢侈品偏好者", "Luxury lover", "preference", "boolean"),
+    ("promotion_driven", "促销驱动型", "Promotion driven", "purchase", "boolean"),
+    ("vip_regular", "VIP 高端服务常客", "VIP regular", "purchase", "boolean"),
+    ("high_engagement", "高互动", "High engagement", "interaction", "boolean"),
+    ("injection_lover", "注射类偏好", "Prefers injections", "preference", "boolean"),
+    ("unused_course_card", "疗程卡未用完", "Unused course card", "treatment", "boolean"),
+    ("many_no_shows", "爽约多次", "Many no-shows", "service", "boolean"),
+    ("dormant", "沉睡", "Dormant", "lifecycle", "boolean"),
+    ("value_tier", "价值分层", "Value tier", "value", "enum"),
+    ("rfm_segment", "RFM 分组", "RFM segment", "value", "enum"),
+]
+
+
+def synthesise_layering(con: Any, n: int) -> None:
+    """What `mecdp compute` writes, in its shape: 12 tag definitions; per member 3 tags with
+    their history, a scores row; a treatment due date for every other member."""
+    definitions = pa.table(
+        {
+            "tag_id": [t[0] for t in TAGS],
+            "name_zh": [t[1] for t in TAGS],
+            "name_en": [t[2] for t in TAGS],
+            "category": [t[3] for t in TAGS],
+            "value_type": [t[4] for t in TAGS],
+            "k": list(range(len(TAGS))),
+        }
+    )
+    con.register("bench_tags", definitions)
+    oid = "'OID' || lpad(i::VARCHAR, 8, '0')"
+    con.execute(
+        f"""
+        INSERT INTO tag_definitions SELECT tag_id, name_zh, name_en, NULL, 'crm', category,
+            value_type, 'scheduled', '{{"kind": "trait"}}', 1, 'shipped', TRUE,
+            TIMESTAMP '2025-06-01', 'bench' FROM bench_tags;
+        CREATE TEMP TABLE bench_member_tags AS
+            SELECT {oid} AS one_id, b.tag_id,
+                   CASE b.value_type WHEN 'enum' THEN 'high_value' ELSE 'true' END AS value
+            FROM range({n}) t(i), range(3) j(j)
+            JOIN bench_tags b ON b.k = (i + 4 * j) % {len(TAGS)};
+        INSERT INTO customer_tags SELECT one_id, tag_id, value, 1, TIMESTAMP '2025-06-01'
+            FROM bench_member_tags;
+        INSERT INTO customer_tag_history SELECT one_id, tag_id, 'gained', value, NULL, 1,
+            TIMESTAMP '2025-03-01', 'run_bench' FROM bench_member_tags;
+        DROP TABLE bench_member_tags;
+        INSERT INTO scores (one_id, as_of, recency_days, frequency, monetary_fen, r_score,
+            f_score, m_score, rfm_segment, value_tier, p_alive, expected_purchases_90,
+            expected_purchases_180, expected_purchases_365, clv_12m_fen, purchase_tier,
+            interaction_tier, interaction_channels, interactions_90d, preferred_category,
+            run_id)
+            SELECT {oid}, TIMESTAMP '2025-06-01', i % 400, 1 + i % 9, 100000 * (1 + i % 50),
+            1 + i % 5, 1 + (i // 5) % 5, 1 + (i // 25) % 5, 'important_value', 'high_value',
+            0.8, 0.5, 1.0, 2.0, 3000000.0, 'regular', 'low', 2, 3, '注射', 'run_bench'
+            FROM range({n}) t(i);
+        INSERT INTO treatment_due SELECT {oid}, 'BTX01', '肉毒素除皱', '注射',
+            TIMESTAMP '2025-01-10', 150, DATE '2025-06-09', 'overdue', 'run_bench'
+            FROM range({n}) t(i) WHERE i % 2 = 0;
+        """
+    )
+    con.unregister("bench_tags")
 
 
 def sample_refs(members: int, count: int, seed: int = 7) -> list[str]:
@@ -131,9 +199,10 @@ def sample_refs(members: int, count: int, seed: int = 7) -> list[str]:
 
 
 def reference(settings: Settings, refs: list[str]) -> dict[str, float]:
-    """A bare DuckDB point query per lookup: the golden record by one_id (phones first mapped
-    to the one_id by blind index through the indexed profile_identifiers, as the service
-    does)."""
+    """Bare DuckDB reads per lookup, serially in one thread: phones mapped to the one_id by
+    blind index through the indexed profile_identifiers, then in one statement the person's
+    document, consent ledger rows, tags and scores by indexed point reads (no HTTP, no view,
+    no masking)."""
     store = open_store(settings.db_path)
     cur = store.cursor()
     key = settings.key()
@@ -148,7 +217,13 @@ def reference(settings: Settings, refs: list[str]) -> dict[str, float]:
             one_id = str(row[0]) if row else ""
         else:
             one_id = ref
-        cur.execute("SELECT * FROM profiles WHERE one_id = ?", [one_id]).fetchone()
+        cur.execute(
+            "SELECT (SELECT document FROM profile_documents WHERE one_id = $1), "
+            "(SELECT list(status) FROM consents WHERE member_ref = $2), "
+            "(SELECT list(value) FROM customer_tags WHERE one_id = $1), "
+            "(SELECT rfm_segment FROM scores WHERE one_id = $1)",
+            [one_id, "one_id:" + one_id],
+        ).fetchone()
         latencies.append(time.perf_counter() - t0)
     store.close()
     return _summary(latencies, sum(latencies))

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from mecdp.api.deps import MaskedReader, check_member_scope, record_audit, require
@@ -114,6 +115,55 @@ class TimelinePublic(BaseModel):
     sensitive_included: bool = Field(description="treatments listed (consent and role allow)")
 
 
+class ProfileTag(BaseModel):
+    """A tag the member holds now (issue 6 layering)."""
+
+    tag_id: str
+    name_zh: str | None
+    name_en: str | None
+    category: str | None
+    value_type: str | None = Field(description="boolean, enum or number")
+    value: str = Field(description="'true' for boolean tags, the value for enum/number tags")
+    since: str = Field(description="UTC, ISO 8601: when the member gained this value")
+
+
+class ProfileScores(BaseModel):
+    """The member's value and behaviour scores from the latest compute run."""
+
+    as_of: str = Field(description="UTC, ISO 8601: the moment the scores describe")
+    recency_days: int | None = Field(description="days since the last paid order")
+    frequency: int
+    monetary_fen: int
+    r_score: int | None
+    f_score: int | None
+    m_score: int | None
+    rfm_segment: str | None = Field(description="one of the eight RFM groups (English key)")
+    value_tier: str | None = Field(description="high_value, potential, dormant")
+    p_alive: float | None = Field(description="BG/NBD probability the member is still active")
+    expected_purchases_90: float | None
+    expected_purchases_180: float | None
+    expected_purchases_365: float | None
+    expected_value_365_fen: float | None
+    clv_12m_fen: float | None = Field(description="12-month customer lifetime value (fen)")
+    purchase_tier: str | None = Field(description="vip, promotion_driven, one_time, course, ...")
+    interaction_tier: str | None = Field(description="high, low, none")
+    interaction_channels: int | None
+    interactions_90d: int | None
+    preferred_category: str | None = Field(description="注射 光电 手术 皮肤管理 ...")
+
+
+class ProfileTreatmentDue(BaseModel):
+    """When a treatment is due again (sensitive medical data)."""
+
+    item_code: str
+    item_name: str | None
+    category: str | None
+    last_performed_at: str = Field(description="UTC, ISO 8601")
+    cycle_days: int
+    due_on: str = Field(description="date, ISO 8601")
+    status: str = Field(description="upcoming, overdue, not_due")
+
+
 class ProfilePublic(BaseModel):
     """The 360° view of one person."""
 
@@ -131,8 +181,13 @@ class ProfilePublic(BaseModel):
     identifiers: dict[str, list[dict[str, Any]]] = Field(description="by identifier type")
     course_cards: list[dict[str, Any]] = Field(description="疗程卡 balances")
     consents: list[dict[str, Any]] = Field(description="current state per purpose and channel")
-    tags: list[dict[str, Any]]
-    scores: list[dict[str, Any]]
+    tags: list[ProfileTag] = Field(description="current tags (empty before `mecdp compute`)")
+    scores: ProfileScores | None = Field(description="null before `mecdp compute`")
+    treatment_due: list[ProfileTreatmentDue] | None = Field(
+        description="due dates per treatment item: only for a caller who may see sensitive "
+        "medical data (unmasked read for a declared purpose) of a member with the separate "
+        "consent; null otherwise"
+    )
     masked: bool
     timeline: TimelinePublic | None = None
 
@@ -188,8 +243,9 @@ def build_profiles_router(state: AppState) -> APIRouter:
         timeline: Annotated[
             int, Query(ge=0, le=service.MAX_PAGE, description="first timeline page size")
         ] = 0,
-    ) -> dict[str, Any]:
-        """The 360° view: identity, traits with sources, identifiers, cards, consents."""
+    ) -> Response:
+        """The 360° view: identity, traits with sources, identifiers, cards, consents, tags,
+        scores and (for a caller who may see medical data) treatment due dates."""
         cur = state.store.cursor()
         one_id = service.find_person(cur, state.settings, ref)
         access = access_for(state, principal, purpose, one_id)
@@ -197,9 +253,15 @@ def build_profiles_router(state: AppState) -> APIRouter:
             cur, state.settings, one_id, medical=access.medical, timeline_size=timeline
         )
         if access.visible:
-            sensitive = bool(view.get("timeline", {}).get("sensitive_included"))
+            sensitive = view["treatment_due"] is not None or bool(
+                view.get("timeline", {}).get("sensitive_included")
+            )
             audit_unmasked(state, principal, purpose, one_id, "profiles.view", sensitive=sensitive)
-        return service.mask_view(view, access.visible)
+        # serialised here: the view is built by the service, validating it again per request
+        # would cost more than the lookup (the response model documents it)
+        return Response(
+            orjson.dumps(service.mask_view(view, access.visible)), media_type="application/json"
+        )
 
     @router.get("/{ref}/timeline", response_model=TimelinePublic)
     def timeline_page(

@@ -37,7 +37,7 @@ from mecdp.identity.config import IdentityRules
 from mecdp.identity.models import Resolution
 from mecdp.privacy import consent
 from mecdp.privacy.masking import mask_value
-from mecdp.profiles import build, personal
+from mecdp.profiles import build, lookup, personal
 from mecdp.profiles.config import ProfileRules
 from mecdp.profiles.models import (
     SEARCH_FIELDS,
@@ -137,6 +137,7 @@ def _persist(cur: duckdb.DuckDBPyConnection, scoped: bool) -> int:
         "FROM pf_out_profiles",
         [now],
     )
+    lookup.write_documents(cur, build.SCOPE if scoped else None)
     return changes
 
 
@@ -429,45 +430,6 @@ def course_cards(cur: duckdb.DuckDBPyConnection, one_id: str) -> list[dict[str, 
     ]
 
 
-_TABLES: dict[str, frozenset[str]] = {}
-
-
-def _has_table(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether the store has table `name` (read once per process: tables come with
-    migrations, which run when the store opens)."""
-    tables = _TABLES.get("tables")
-    if tables is None:
-        rows = cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        tables = _TABLES["tables"] = frozenset(str(r[0]) for r in rows)
-    return name in tables
-
-
-def _optional_rows(
-    cur: duckdb.DuckDBPyConnection, table: str, sql: str, one_id: str
-) -> list[dict[str, Any]]:
-    """Rows of a table a later issue adds (tags, scores); empty until it exists."""
-    if not _has_table(cur, table):
-        return []
-    try:
-        result = cur.execute(sql, [one_id])
-    except duckdb.CatalogException:
-        return []
-    names = [d[0] for d in result.description or ()]
-    return [
-        {k: _iso(v) if isinstance(v, datetime) else v for k, v in zip(names, r, strict=True)}
-        for r in result.fetchall()
-    ]
-
-
-def current_consents(cur: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
-    """The latest consent event per purpose and channel (`consent.current_consents`, reduced
-    here from the member's ledger rows so the lookup is one filtered read)."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for c in consent.list_consents(cur, ref):  # ordered by occurred_at, seq
-        latest[(c.purpose, c.channel)] = c.to_dict()
-    return [latest[k] for k in sorted(latest)]
-
-
 def member_ref(one_id: str) -> str:
     return identity.member_ref(one_id)
 
@@ -479,6 +441,24 @@ def may_see_treatments(cur: duckdb.DuckDBPyConnection, one_id: str) -> bool:
     ).allowed
 
 
+def _view_identifiers(
+    settings: Settings, rows: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Stored identifier rows (ordered by type, most used first) grouped by type, plain."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        value = personal.reveal_identifier(settings, str(r["id_value"]), r["id_value_enc"])
+        out.setdefault(str(r["id_type"]), []).append(
+            {
+                "value": value,
+                "records": int(r["records"]),
+                "first_seen": r["first_seen"],
+                "last_seen": r["last_seen"],
+            }
+        )
+    return out
+
+
 def profile_view(
     cur: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -487,21 +467,29 @@ def profile_view(
     medical: bool = False,
     timeline_size: int = 0,
 ) -> dict[str, Any]:
-    """The 360° view of one person (plain values; mask with `mask_view`)."""
-    profile = get_profile(cur, settings, one_id)
-    ids = identifiers(cur, settings, one_id)
+    """The 360° view of one person (plain values; mask with `mask_view`): identity, summary,
+    traits with sources, identifiers, course cards, current consents, tags, scores and -
+    when `medical` (the caller may see sensitive medical data) and the member gave the
+    separate consent - treatment due dates (else ``treatment_due`` is None)."""
+    ref = member_ref(one_id)
+    due = medical and may_see_treatments(cur, one_id)
+    parts = lookup.read_parts(cur, one_id, ref, due=due)
+    if parts.document is None:
+        raise NotFound(
+            f"person {one_id} has no profile yet (run `mecdp profiles build`)",
+            field="one_id",
+            value=one_id,
+        )
+    profile = parts.document["profile"]
+    ids = _view_identifiers(settings, parts.document["identifiers"])
     phones = ids.get("phone") or []
     emails = ids.get("email") or []
-    ref = member_ref(one_id)
-    merged = cur.execute(
-        "SELECT from_one_id FROM identity_redirects WHERE to_one_id = ? ORDER BY 1", [one_id]
-    ).fetchall()
     view: dict[str, Any] = {
         "one_id": one_id,
         "member_ref": ref,
-        "merged_from": [str(m[0]) for m in merged],
+        "merged_from": parts.document["merged_from"],
         "identity": {
-            "name": profile["name"],
+            "name": personal.reveal(settings, profile["name"]),
             "gender": profile["gender"],
             "birthday": profile["birthday"],
             "city": profile["city"],
@@ -509,14 +497,16 @@ def profile_view(
             "email": emails[0]["value"] if emails else None,
         },
         "summary": {k: profile[k] for k in _SUMMARY_FIELDS},
-        "traits": traits(cur, settings, one_id),
+        "traits": [
+            {**t, "value": personal.reveal(settings, t["value"])} if t["trait"] == "name" else t
+            for t in parts.document["traits"]
+        ],
         "identifiers": ids,
-        "course_cards": course_cards(cur, one_id),
-        "consents": current_consents(cur, ref),
-        "tags": _optional_rows(
-            cur, "customer_tags", "SELECT * FROM customer_tags WHERE one_id = ? ORDER BY 2", one_id
-        ),
-        "scores": _optional_rows(cur, "scores", "SELECT * FROM scores WHERE one_id = ?", one_id),
+        "course_cards": parts.document["course_cards"],
+        "consents": [consent.ConsentRecord(**c).to_dict() for c in parts.consents],
+        "tags": parts.tags,
+        "scores": parts.scores,
+        "treatment_due": parts.treatment_due,
     }
     if timeline_size:
         view["timeline"] = timeline_page(cur, one_id, size=timeline_size, medical=medical).to_dict()
