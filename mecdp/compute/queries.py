@@ -298,18 +298,22 @@ def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 
 
 def _member_tags(cur: duckdb.DuckDBPyConnection, one_id: str) -> list[dict[str, Any]]:
-    columns = ("tag_id", "name_zh", "name_en", "category", "value_type", "value", "since")
+    columns = ("tag_id", "name_zh", "name_en", "category", "value_type", "value")
     rows = cur.execute(
-        """
-        SELECT t.tag_id, d.name_zh, d.name_en, d.category, d.value_type, t.value,
-               (SELECT max(h.changed_at) FROM customer_tag_history h
-                WHERE h.one_id = t.one_id AND h.tag_id = t.tag_id AND h.change <> 'lost') AS since
-        FROM customer_tags t LEFT JOIN tag_definitions d ON d.tag_id = t.tag_id
-        WHERE t.one_id = ? ORDER BY d.category, t.tag_id
-        """,
+        "SELECT t.tag_id, d.name_zh, d.name_en, d.category, d.value_type, t.value "
+        "FROM customer_tags t LEFT JOIN tag_definitions d ON d.tag_id = t.tag_id "
+        "WHERE t.one_id = ? ORDER BY d.category, t.tag_id",
         [one_id],
     ).fetchall()
-    return [_row_dict(columns, r) for r in rows]
+    # two point reads on the one_id indexes (a correlated subquery would scan the history)
+    since = dict(
+        cur.execute(
+            "SELECT tag_id, max(changed_at) FROM customer_tag_history "
+            "WHERE one_id = ? AND change <> 'lost' GROUP BY tag_id",
+            [one_id],
+        ).fetchall()
+    )
+    return [{**_row_dict(columns, r), "since": plain(since.get(r[0]))} for r in rows]
 
 
 def _one_row(cur: duckdb.DuckDBPyConnection, sql: str, one_id: str) -> dict[str, Any] | None:
