@@ -1,6 +1,6 @@
 """RFM per member: values, 1..5 scores, the eight classic groups and three operating tiers.
 
-`rfm_pipelines(config, as_of)` returns three pipelines (DuckDB-dialect `SqlStep`s, run on
+`rfm_pipelines(config, as_of)` returns five pipelines (DuckDB-dialect `SqlStep`s, run on
 DuckDB or Spark through the engine seam), to run in order, each into its output table; they
 read the member facts (`mecdp.compute.facts`) and nothing else:
 
@@ -9,13 +9,15 @@ read the member facts (`mecdp.compute.facts`) and nothing else:
    recency_days = days from the last paid order's day to as_of's day (all history);
    frequency = distinct orders and monetary_fen = paid spend in the window
    ``[as_of - rfm.window_days, as_of]`` (an order is in it when its latest line is).
-2. ``cm_out_rfm_cutoffs``: how scores were given, one row per (metric, score):
+2. ``cm_rfm_hist``, ``cm_rfm_cuts`` (work tables): members per (metric, value); the cut-offs
+   c1..c4 per metric.
+3. ``cm_out_rfm_cutoffs``: how scores were given, one row per (metric, score):
    ``metric, score, lower_bound, upper_bound, method, members, high``: a value scores
    `score` when ``lower_bound < value <= upper_bound`` (NULL = unbounded);
    method ``quintile`` (20/40/60/80% nearest-rank quantiles over all members with orders,
    so equal values always score the same) or ``fixed`` (layering.yaml); members = how many
    got the score; high = whether the score counts as high for the eight groups.
-3. ``cm_out_rfm``: every member of ``cm_members``:
+4. ``cm_out_rfm``: every member of ``cm_members``:
    ``one_id, recency_days, frequency, monetary_fen, r_score, f_score, m_score, rfm_segment,
    value_tier``. Members without orders: recency_days and scores NULL, frequency and
    monetary 0, rfm_segment NULL, value_tier dormant when first seen more than
@@ -28,7 +30,7 @@ Example:
     >>> from datetime import datetime
     >>> from mecdp.compute.config import LayeringConfig
     >>> [out for _, out in rfm_pipelines(LayeringConfig.load(), datetime(2025, 1, 1))]
-    ['cm_rfm_values', 'cm_out_rfm_cutoffs', 'cm_out_rfm']
+    ['cm_rfm_values', 'cm_rfm_hist', 'cm_rfm_cuts', 'cm_out_rfm_cutoffs', 'cm_out_rfm']
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from mecdp.compute.facts import MEMBERS, ORDERS, ts_literal
 from mecdp.store.engine import SqlStep
 
 VALUES = "cm_rfm_values"
+HIST = "cm_rfm_hist"
+CUTS = "cm_rfm_cuts"
+WORK_TABLES = (VALUES, HIST, CUTS)
 CUTOFFS = "cm_out_rfm_cutoffs"
 OUTPUT = "cm_out_rfm"
 SCORE_LETTER = {"recency_days": "r", "frequency": "f", "monetary_fen": "m"}
@@ -75,16 +80,34 @@ def _score_sql(metric: str, value: str) -> str:
     return f"CAST(1 + {above} AS INTEGER)"
 
 
-def _cutoff_steps(rules: RfmRules) -> list[SqlStep]:
-    quintile = [m for m in RFM_METRICS if rules.cutoffs.for_metric(m) is None]
+def _hist_sql() -> str:
+    """How many members have each value of each metric (quantiles and averages read it)."""
+    values = "\nUNION ALL\n".join(
+        f"SELECT '{m}' AS metric, CAST({m} AS DOUBLE) AS value FROM {VALUES}" for m in RFM_METRICS
+    )
+    return f"SELECT metric, value, count(*) AS n FROM ({values}) x GROUP BY metric, value"
+
+
+def _quintile_metrics(rules: RfmRules) -> list[str]:
+    return [m for m in RFM_METRICS if rules.cutoffs.for_metric(m) is None]
+
+
+def _cuts_sql(rules: RfmRules) -> str:
+    """(metric, k, cutoff): c1..c4 per metric, quantiles or fixed."""
+    quintile = _quintile_metrics(rules)
     parts = []
     if quintile:
         listed = ", ".join(f"'{m}'" for m in quintile)
         parts.append(
             f"""
 SELECT metric, k, min(value) AS cutoff
-FROM rfm_cum CROSS JOIN (VALUES (1), (2), (3), (4)) AS ks(k)
-WHERE metric IN ({listed}) AND cum >= ceil(CAST(k * total AS DOUBLE) / 5)
+FROM (SELECT metric, value,
+             sum(n) OVER (PARTITION BY metric ORDER BY value
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+             sum(n) OVER (PARTITION BY metric) AS total
+      FROM {HIST} WHERE metric IN ({listed})) c
+CROSS JOIN (VALUES (1), (2), (3), (4)) AS ks(k)
+WHERE cum >= ceil(CAST(k * total AS DOUBLE) / 5)
 GROUP BY metric, k
 """
         )
@@ -95,67 +118,55 @@ GROUP BY metric, k
             parts.append(
                 f"SELECT '{metric}' AS metric, k, cutoff FROM (VALUES {rows}) AS f(k, cutoff)"
             )
-    hist = "\nUNION ALL\n".join(
-        f"SELECT '{m}' AS metric, CAST({m} AS DOUBLE) AS value FROM {VALUES}" for m in RFM_METRICS
-    )
-    hist = f"SELECT metric, value, count(*) AS n FROM ({hist}) x GROUP BY metric, value"
-    cum = """
-SELECT metric, value, n,
-       sum(n) OVER (PARTITION BY metric ORDER BY value
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
-       sum(n) OVER (PARTITION BY metric) AS total
-FROM rfm_hist
+    return "\nUNION ALL\n".join(parts)
+
+
+def _cutoff_steps(rules: RfmRules) -> list[SqlStep]:
+    quintile = _quintile_metrics(rules)
+    # each distinct value's score: one per cut-off below it (recency counts down from 5)
+    scored = f"""
+SELECT h.metric, h.n,
+       CASE WHEN h.metric = 'recency_days' THEN 5 - count(c.k) ELSE 1 + count(c.k) END AS score
+FROM {HIST} h LEFT JOIN {CUTS} c ON c.metric = h.metric AND h.value > c.cutoff
+GROUP BY h.metric, h.value, h.n
 """
-    cut_row = ",\n       ".join(
-        f"max(CASE WHEN metric = '{m}' AND k = {k} THEN cutoff END) AS {col}"
-        for m in RFM_METRICS
-        for k, col in enumerate(_cut_columns(m), 1)
-    )
-    scored = " UNION ALL ".join(
-        f"SELECT h.metric, h.n, {_score_sql(m, 'h.value')} AS score "
-        f"FROM rfm_hist h CROSS JOIN rfm_cut_row c WHERE h.metric = '{m}'"
-        for m in RFM_METRICS
-    )
+    per_score = """
+SELECT metric, score, sum(n) AS members,
+       sum(sum(score * n)) OVER (PARTITION BY metric) / sum(sum(n)) OVER (PARTITION BY metric)
+           AS avg_score
+FROM rfm_scored GROUP BY metric, score
+"""
     # per (metric, score): the cut-off below and above; recency runs the other way
-    skeleton = " UNION ALL ".join(
-        f"SELECT '{m}' AS metric, {s} AS score, {s - 1 if m != 'recency_days' else 5 - s} "
-        f"AS k_low, {s if m != 'recency_days' else 6 - s} AS k_high, "
-        f"'{'quintile' if m in quintile else 'fixed'}' AS method"
+    skeleton = ", ".join(
+        f"('{m}', {s}, {s - 1 if m != 'recency_days' else 5 - s}, "
+        f"{s if m != 'recency_days' else 6 - s}, '{'quintile' if m in quintile else 'fixed'}')"
         for m in RFM_METRICS
         for s in range(1, 6)
     )
     if rules.high_rule == "threshold":
         high = f"sk.score >= {rules.high_score_threshold}"
     else:
-        high = "sk.score >= a.avg_score"
+        high = "sk.score >= max(n.avg_score) OVER (PARTITION BY sk.metric)"
     out = f"""
 SELECT sk.metric, CAST(sk.score AS INTEGER) AS score, lo.cutoff AS lower_bound,
        hi.cutoff AS upper_bound, sk.method,
        CAST(coalesce(n.members, 0) AS BIGINT) AS members,
        coalesce({high}, FALSE) AS high
-FROM ({skeleton}) sk
-LEFT JOIN rfm_cuts lo ON lo.metric = sk.metric AND lo.k = sk.k_low
-LEFT JOIN rfm_cuts hi ON hi.metric = sk.metric AND hi.k = sk.k_high
-LEFT JOIN (SELECT metric, score, sum(n) AS members FROM rfm_scored GROUP BY metric, score) n
-  ON n.metric = sk.metric AND n.score = sk.score
-LEFT JOIN (SELECT metric, sum(score * n) / sum(n) AS avg_score FROM rfm_scored
-           GROUP BY metric) a ON a.metric = sk.metric
+FROM (VALUES {skeleton}) AS sk(metric, score, k_low, k_high, method)
+LEFT JOIN {CUTS} lo ON lo.metric = sk.metric AND lo.k = sk.k_low
+LEFT JOIN {CUTS} hi ON hi.metric = sk.metric AND hi.k = sk.k_high
+LEFT JOIN rfm_per_score n ON n.metric = sk.metric AND n.score = sk.score
 """
     return [
-        SqlStep(hist, "rfm_hist"),
-        SqlStep(cum, "rfm_cum"),
-        SqlStep("\nUNION ALL\n".join(parts), "rfm_cuts"),
-        SqlStep(f"SELECT {cut_row}\nFROM rfm_cuts", "rfm_cut_row"),
         SqlStep(scored, "rfm_scored"),
+        SqlStep(per_score, "rfm_per_score"),
         SqlStep(out, CUTOFFS),
     ]
 
 
 def _score_steps(rules: RfmRules, as_of: datetime) -> list[SqlStep]:
-    # c_k back from the cut-off table: upper bound of score k (recency: of score 6 - k)
     cut_row = ",\n       ".join(
-        f"max(CASE WHEN metric = '{m}' AND score = {k if m != 'recency_days' else 6 - k} "
-        f"THEN upper_bound END) AS {col}"
+        f"max(CASE WHEN metric = '{m}' AND k = {k} THEN cutoff END) AS {col}"
         for m in RFM_METRICS
         for k, col in enumerate(_cut_columns(m), 1)
     )
@@ -169,7 +180,7 @@ SELECT v.one_id, v.recency_days, v.frequency, v.monetary_fen,
        {_score_sql("frequency", "v.frequency")} AS f_score,
        {_score_sql("monetary_fen", "v.monetary_fen")} AS m_score
 FROM {VALUES} v CROSS JOIN (SELECT {cut_row}
-                            FROM {CUTOFFS}) c
+                            FROM {CUTS}) c
 """
     flag = {
         letter: f"coalesce(s.{letter}_score >= h.{letter}_high_from, FALSE)" for letter in "rfm"
@@ -213,10 +224,13 @@ FROM {MEMBERS} m LEFT JOIN rfm_segmented s ON s.one_id = m.one_id
 
 
 def rfm_pipelines(config: LayeringConfig, as_of: datetime) -> list[tuple[list[SqlStep], str]]:
-    """(steps, output table) to run in order: values, cut-offs, per-member scores."""
+    """(steps, output table) to run in order: values, histogram, cut-offs, explained
+    cut-offs, scores."""
     rules = config.rfm
     return [
         ([SqlStep(_values_sql(rules, as_of), VALUES)], VALUES),
+        ([SqlStep(_hist_sql(), HIST)], HIST),
+        ([SqlStep(_cuts_sql(rules), CUTS)], CUTS),
         (_cutoff_steps(rules), CUTOFFS),
         (_score_steps(rules, as_of), OUTPUT),
     ]

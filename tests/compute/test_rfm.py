@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from compute.tiers_factory import Facts, rows, run
+from compute.tiers_factory import Facts, materialise_facts, rows, run
 
-from mecdp.compute import rfm
+from mecdp.compute import behaviour, cycles, facts, rfm
 from mecdp.compute.config import LayeringConfig, merge
 from mecdp.errors import InputError
+from mecdp.store.engine import DuckDBEngine, Engine, SparkEngine
 
 AS_OF = datetime(2025, 1, 1, 12, 0)
 
@@ -296,3 +297,48 @@ def test_bad_cutoffs_name_the_field() -> None:
         config(tier_of_segment={"important_value": "gold"})
     with pytest.raises(InputError, match=r"rfm\.window_dayz"):
         config(window_dayz=30)
+
+
+def _normalised(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    out = []
+    for r in engine.fetch_arrow(f"SELECT * FROM {table}").to_pylist():
+        out.append(
+            tuple(
+                (k, v.replace(tzinfo=None) if isinstance(v, datetime) else v)
+                for k, v in sorted(r.items())
+            )
+        )
+    return sorted(out, key=repr)
+
+
+@pytest.mark.spark
+def test_duckdb_and_spark_give_the_same_layers(quintile_facts: Facts, spark_session: Any) -> None:
+    f = quintile_facts
+    for one_id, (r, fr, m) in EIGHT.items():
+        customer(f, one_id, r, fr, m)
+    f.order("a", _day(3), 6800, item="INJ001", promo=True)
+    f.order("b", _day(3), 2640, item="LAS003", order_type="course_card", sessions=3)
+    f.treatment("b", _day(2), "LAS003")
+    f.treatment("c", _day(40), "INJ002")
+    f.treatment("c", _day(400), "SKN009")
+    f.treatment("d", _day(21), "BTX9", item_name="肉毒素(进口)")
+    f.interaction("a", _day(2), "wechat", topic="热玛吉")
+    f.interaction("a", _day(5), "douyin")
+    f.event("a", _day(1))
+    f.event("e", _day(60), channel="web", type_="page")
+    # quintiles for R and F, fixed cut-offs for M, the above-average rule
+    fixed_monetary = {"monetary_fen": FIXED["cutoffs"]["monetary_fen"]}
+    cfg = config(cutoffs=fixed_monetary, high_rule="above_average")
+    duck = DuckDBEngine(f.con)
+    spark = SparkEngine(spark_session)
+    for name in facts.INPUT_TABLES:
+        spark.register_arrow(name, f.con.execute(f"SELECT * FROM {name}").to_arrow_table())
+    for engine in (duck, spark):
+        materialise_facts(engine, AS_OF)
+        run(engine, rfm.rfm_pipelines(cfg, AS_OF))
+        engine.run_pipeline(behaviour.behaviour_steps(cfg, AS_OF), behaviour.OUTPUT)
+        engine.run_pipeline(cycles.cycle_steps(cfg, AS_OF), cycles.OUTPUT)
+    for table in (rfm.CUTOFFS, rfm.OUTPUT, behaviour.OUTPUT, cycles.OUTPUT):
+        expected = _normalised(duck, table)
+        assert expected, table
+        assert _normalised(spark, table) == expected, table
