@@ -172,6 +172,38 @@ class ComputeRunPublic(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
+class ScheduledRunPublic(BaseModel):
+    trigger: str = Field(description="schedule or api")
+    started_at: str | None
+    finished_at: str | None
+    status: str = Field(description="running, done or failed")
+    run_id: str | None
+    members: int | None
+    seconds: float | None
+    error: str | None
+
+
+class SchedulePublic(BaseModel):
+    """The compute scheduler of this server (runs of this process since it started)."""
+
+    schedule: str = Field(description="the compute_schedule setting: daily@HH:MM, every:, off")
+    timezone: str
+    active: bool = Field(description="the schedule is running (false when off or stopped)")
+    running: ScheduledRunPublic | None = Field(description="the run in progress")
+    next_run_at: str | None = Field(description="UTC")
+    next_run_local: str | None = Field(description="in the timezone setting, with offset")
+    last_run: ScheduledRunPublic | None
+    last_error: str | None
+    runs_done: int
+    runs_failed: int
+    runs_skipped: int = Field(description="scheduled runs skipped: another run was going")
+    recent: list[ScheduledRunPublic]
+
+
+class TagDeletedPublic(BaseModel):
+    deleted: str
+
+
 class MigrationPublic(BaseModel):
     """Members by value of a tag at `start` (rows) and at `end` (columns)."""
 
@@ -248,7 +280,7 @@ def build_layering_router(state: AppState, scheduler: ComputeScheduler) -> APIRo
             append_audit(cur, _definition_audit(principal, "tag.saved", tag_id, version=version))
         return queries.get_tag(state.store.cursor(), tag_id, config())
 
-    @router.delete("/tags/{tag_id}")
+    @router.delete("/tags/{tag_id}", response_model=TagDeletedPublic)
     def delete_tag(tag_id: TagIdPath, principal: TagManager) -> dict[str, Any]:
         """Delete a definition saved through the API (shipped and workspace ones are
         disabled instead: PUT it with enabled false). Its members' rows go at the next run."""
@@ -371,7 +403,7 @@ def build_layering_router(state: AppState, scheduler: ComputeScheduler) -> APIRo
         """One run with the parameters that explain its scores."""
         return queries.get_run(state.store.cursor(), run_id)
 
-    @router.get("/compute/schedule")
+    @router.get("/compute/schedule", response_model=SchedulePublic)
     def schedule(_: AggregateReader) -> dict[str, Any]:
         """The scheduler in this server: schedule, next run, last run and last error."""
         return scheduler.status()
