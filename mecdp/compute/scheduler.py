@@ -282,10 +282,14 @@ class ComputeScheduler:
             if left > 0:
                 self._stopping.wait(min(left, _MAX_SLEEP))
                 continue
+            with self._state_lock:
+                self._counters.next_run = self.schedule.next_after(_utc_now(), self._zone)
             self._tick()
             with self._state_lock:
-                # the next one after now: a run longer than the interval skips the missed ones
-                self._counters.next_run = self.schedule.next_after(_utc_now(), self._zone)
+                # a run longer than the interval: the missed runs are skipped, not caught up
+                following = self._counters.next_run
+                if following is not None and following <= _utc_now():
+                    self._counters.next_run = self.schedule.next_after(_utc_now(), self._zone)
 
     # status --------------------------------------------------------------------------------
 
