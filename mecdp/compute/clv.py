@@ -189,13 +189,8 @@ def group_rows(*columns: Array, weights: Array | None = None) -> GroupedRows:
     arrays = [np.asarray(c, dtype=np.float64) for c in columns]
     key = np.zeros(len(arrays[0]), dtype=np.int64)
     for column in arrays:
-        low, high = (float(column.min()), float(column.max())) if len(column) else (0.0, 0.0)
-        if high - low < 2**31 and np.array_equal(column, np.floor(column)):
-            # Whole numbers (days, counts): the value itself is the rank, no sort needed.
-            size, rank = int(high - low) + 1, (column - low).astype(np.int64)
-        else:
-            distinct, inverse = np.unique(column, return_inverse=True)
-            size, rank = len(distinct), inverse.reshape(-1).astype(np.int64)
+        slots, rank = _ranks(column, max_span=4 * len(column) + 1024)  # bounded memory
+        size = len(slots)
         if int(key.max(initial=0)) >= (2**62) // size:
             key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
         key = key * size + rank
@@ -207,6 +202,25 @@ def group_rows(*columns: Array, weights: Array | None = None) -> GroupedRows:
     return GroupedRows(picked, totals, inverse)
 
 
+def _ranks(column: Array, max_span: int) -> tuple[Array, npt.NDArray[np.int64]]:
+    """(slots, rank): ordered slot values and each value's slot. Whole numbers spanning fewer
+    than `max_span` are their own rank (value - min; some slots may be empty), with no sort."""
+    low, high = (float(column.min()), float(column.max())) if len(column) else (0.0, 0.0)
+    if high - low < max_span and np.array_equal(column, np.floor(column)):
+        slots = low + np.arange(int(high - low) + 1, dtype=np.float64)
+        return slots, (column - low).astype(np.int64)
+    distinct, inverse = np.unique(column, return_inverse=True)
+    return distinct, inverse.reshape(-1).astype(np.int64)
+
+
+def _per_x(x: Array, weights: Array) -> tuple[Array, npt.NDArray[np.int64], Array]:
+    """Slots of x (the likelihood terms in x alone are computed once per slot), each row's
+    slot, and the total weight per slot (0 for an x no row has)."""
+    values, index = _ranks(x, max_span=max(len(x), 1024))
+    per_x = np.bincount(index, weights=weights, minlength=len(values)).astype(np.float64)
+    return values, index, per_x
+
+
 # --- BG/NBD ---------------------------------------------------------------------------------
 
 
@@ -215,7 +229,7 @@ class _BgNbdData:
     """Rows (grouped by (x, t_x, T) or not) with what every evaluation reuses."""
 
     x_values: Array  # distinct x
-    x_index: npt.NDArray[np.intp]  # row -> position in x_values
+    x_index: npt.NDArray[np.int64]  # row -> position in x_values
     weight_per_x: Array  # total weight of each distinct x
     x: Array
     t_x: Array
@@ -229,9 +243,7 @@ class _BgNbdData:
             (x, t_x, age), w = grouped.columns, grouped.weights
         else:
             w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
-        x_values, x_index = np.unique(x, return_inverse=True)
-        x_index = x_index.reshape(-1)
-        per_x = np.bincount(x_index, weights=w, minlength=len(x_values)).astype(np.float64)
+        x_values, x_index, per_x = _per_x(x, w)
         return cls(x_values, x_index, per_x, x, t_x, age, w)
 
 
@@ -463,12 +475,11 @@ class _GammaGammaData:
 
     @classmethod
     def of(cls, x: Array, monetary: Array, weights: Array) -> _GammaGammaData:
-        x_values, x_index = np.unique(x, return_inverse=True)
-        per_x = np.bincount(x_index.reshape(-1), weights=weights, minlength=len(x_values))
+        x_values, _, per_x = _per_x(x, weights)
         log_z = np.log(monetary)
         return cls(
             x_values,
-            per_x.astype(np.float64),
+            per_x,
             x,
             monetary,
             weights,
@@ -596,8 +607,11 @@ def predict_table(
 ) -> pa.Table:
     """The CLV columns of ``scores`` for every row of ``cm_clv_summary`` (in days and fen).
 
+    Expected value over h days = expected purchases in h days x expected spend per purchase.
     12-month CLV: the expected purchases of each month (365/12 days) times the expected spend,
-    discounted monthly at the rate compounding to `discount_rate_annual`.
+    discounted monthly at the rate compounding to `discount_rate_annual` (at rate 0 it equals
+    the 365-day expected value). Members without an order have no summary row and so no CLV
+    (NULL in ``scores``).
     """
     one_id = summary.column("one_id")
     x = _column(summary, "frequency")
