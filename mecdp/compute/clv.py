@@ -686,6 +686,9 @@ def fit_and_predict(
         "unit_days": FIT_UNIT_DAYS,
         "money_unit": "fen",
         "bgnbd": asdict(bgnbd),
+        # a / (a + b); a, b both huge (the fit runs off to them) mean one dropout probability
+        # for everyone rather than a spread.
+        "mean_dropout_probability": bgnbd.a / (bgnbd.a + bgnbd.b),
         "gamma_gamma": asdict(gamma_gamma),
         "discount_rate_annual": config.discount_rate_annual,
         "discount_rate_monthly": monthly_discount_rate(config.discount_rate_annual),
