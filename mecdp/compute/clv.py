@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import linalg, optimize, special
 
 from mecdp.compute.facts import ORDERS, ts_literal
-from mecdp.errors import InputError, MeCdpError
+from mecdp.errors import InputError
 from mecdp.store.engine import SqlStep
 
 Array = npt.NDArray[np.float64]
@@ -74,7 +74,8 @@ SCORE_SCHEMA = pa.schema(
 
 
 class InsufficientData(InputError):
-    """Too few customers (or repeat customers) to fit a CLV model."""
+    """The data cannot support a CLV model: too few (repeat) customers, a fit that does not
+    converge, or a spend distribution without a finite mean. The run goes on without CLV."""
 
     code = "insufficient_data"
 
@@ -580,8 +581,9 @@ def expected_average_spend(params: GammaGammaParams, x: Array, monetary: Array) 
     and the customer's own; the population mean for customers with no repeat purchase."""
     x, monetary = _as_arrays(x, monetary)
     if params.q <= 1.0:
-        raise MeCdpError(
-            f"Gamma-Gamma q = {params.q:.3f} <= 1: the population's mean spend is unbounded",
+        raise InsufficientData(
+            f"Gamma-Gamma q = {params.q:.3f} <= 1: the population's mean spend is unbounded "
+            "(too few or too spread repeat spends to predict spend)",
             rule="clv.gamma_gamma_q",
         )
     own = np.where(np.isfinite(monetary) & (x > 0), monetary, 0.0)
@@ -774,6 +776,8 @@ def _minimise(objective: Any, start: Array, model: str) -> Array:
         options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9},
     )
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        raise MeCdpError(f"the {model} fit did not converge: {result.message}", rule="clv.fit")
+        raise InsufficientData(
+            f"the {model} fit did not converge: {result.message}", rule="clv.fit"
+        )
     theta: Array = result.x
     return theta

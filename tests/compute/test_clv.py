@@ -384,6 +384,9 @@ def test_too_little_data_to_fit_is_a_clear_error() -> None:
         clv.fit_bgnbd(zeros, zeros, np.full(50, 10.0))
     with pytest.raises(clv.InsufficientData, match="Gamma-Gamma needs at least 10"):
         clv.fit_gamma_gamma(x, np.array([np.nan, 100.0, 50.0]), min_customers=10)
+    heavy_tailed = clv.GammaGammaParams(p=2.0, q=0.9, gamma=10.0)
+    with pytest.raises(clv.InsufficientData, match="mean spend is unbounded"):
+        clv.expected_average_spend(heavy_tailed, x, np.array([np.nan, 100.0, 50.0]))
     with pytest.raises(InputError, match="inconsistent"):
         clv.fit_bgnbd(np.array([1.0]), np.array([12.0]), np.array([10.0]))
 
