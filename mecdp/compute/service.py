@@ -17,6 +17,7 @@ explain it (RFM cut-offs, fitted CLV parameters, tag rule versions) in ``compute
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -100,6 +101,7 @@ class SystemTag:
     value_type: str
     description: str
     source: str  # SQL: one_id, value rows
+    computed_by: str  # where the value comes from, for people reading the definition
 
     def definition_row(self) -> dict[str, Any]:
         return {
@@ -111,49 +113,41 @@ class SystemTag:
             "category": self.category,
             "value_type": self.value_type,
             "refresh": "scheduled",
-            "rule": {"kind": "system", "source": self.source.split()[1]},
+            "rule": {"kind": "system", "computed_by": self.computed_by},
             "origin": "system",
         }
 
 
-def _score_layer(column: str) -> str:
-    return f"SELECT one_id, {column} AS value FROM {OUT_SCORES} WHERE {column} IS NOT NULL"
+def _score_tag(tag_id: str, name_zh: str, name_en: str, category: str, about: str) -> SystemTag:
+    """An enumerated layer: the scores column of the same name."""
+    source = f"SELECT one_id, {tag_id} AS value FROM {OUT_SCORES} WHERE {tag_id} IS NOT NULL"
+    return SystemTag(tag_id, name_zh, name_en, category, "enum", about, source, f"scores.{tag_id}")
 
 
-def _due_flag(status: str) -> str:
-    return f"SELECT DISTINCT one_id, 'true' AS value FROM {OUT_DUE} WHERE status = '{status}'"
+def _due_tag(tag_id: str, status: str, name_zh: str, name_en: str, about: str) -> SystemTag:
+    """A flag: the member has a treatment with this due status."""
+    source = f"SELECT DISTINCT one_id, 'true' AS value FROM {OUT_DUE} WHERE status = '{status}'"
+    return SystemTag(
+        tag_id, name_zh, name_en, "treatment", "boolean", about, source,
+        f"treatment_due.status = {status}",
+    )  # fmt: skip
 
 
 SYSTEM_TAGS = (
-    SystemTag(
-        "value_tier", "价值分层", "Value tier", "value", "enum",
-        "高价值 / 潜力 / 休眠 from the RFM groups (layering.yaml)", _score_layer("value_tier"),
-    ),
-    SystemTag(
-        "rfm_segment", "RFM 客群", "RFM segment", "value", "enum",
-        "The eight classic RFM groups (重要价值 ... 一般挽留)", _score_layer("rfm_segment"),
-    ),
-    SystemTag(
-        "purchase_tier", "消费行为", "Purchase behaviour", "purchase", "enum",
-        "VIP, 疗程型, 促销驱动型, 单次体验型, regular", _score_layer("purchase_tier"),
-    ),
-    SystemTag(
-        "interaction_tier", "互动分层", "Interaction tier", "interaction", "enum",
-        "高互动 / 低互动 across social and service channels", _score_layer("interaction_tier"),
-    ),
-    SystemTag(
-        "preferred_category", "偏好品类", "Preferred category", "preference", "enum",
-        "Treatment category with the most spend, then treatments, then interest",
-        _score_layer("preferred_category"),
-    ),
-    SystemTag(
-        "treatment_due_soon", "疗程即将到期", "Treatment due soon", "treatment", "boolean",
-        "A treatment's next session is due within the upcoming window", _due_flag("upcoming"),
-    ),
-    SystemTag(
-        "treatment_overdue", "疗程已过期", "Treatment overdue", "treatment", "boolean",
-        "A treatment's next session is past its due date", _due_flag("overdue"),
-    ),
+    _score_tag("value_tier", "价值分层", "Value tier", "value",
+               "高价值 / 潜力 / 休眠 from the RFM groups (layering.yaml)"),
+    _score_tag("rfm_segment", "RFM 客群", "RFM segment", "value",
+               "The eight classic RFM groups (重要价值 ... 一般挽留)"),
+    _score_tag("purchase_tier", "消费行为", "Purchase behaviour", "purchase",
+               "VIP, 疗程型, 促销驱动型, 单次体验型, regular"),
+    _score_tag("interaction_tier", "互动分层", "Interaction tier", "interaction",
+               "高互动 / 低互动 across social and service channels"),
+    _score_tag("preferred_category", "偏好品类", "Preferred category", "preference",
+               "Treatment category with the most spend, then treatments, then interest"),
+    _due_tag("treatment_due_soon", "upcoming", "疗程即将到期", "Treatment due soon",
+             "A treatment's next session is due within the upcoming window"),
+    _due_tag("treatment_overdue", "overdue", "疗程已过期", "Treatment overdue",
+             "A treatment's next session is past its due date"),
 )  # fmt: skip
 SYSTEM_TAG_IDS = frozenset(t.tag_id for t in SYSTEM_TAGS)
 
@@ -455,71 +449,46 @@ def _expert_tags(
 # --------------------------------------------------------------------------- persist
 
 
-@contextmanager
-def _indexes_dropped(cur: duckdb.DuckDBPyConnection, table: str) -> Iterator[None]:
-    """Drop `table`'s indexes around a bulk rewrite and build them again after (much faster
-    than maintaining an ART index row by row)."""
-    found = cur.execute(
-        "SELECT index_name, sql FROM duckdb_indexes() WHERE table_name = ?", [table]
-    ).fetchall()
-    for name, _ in found:
-        cur.execute(f"DROP INDEX {name}")
-    yield
-    for _, sql in found:
-        cur.execute(sql)
-
-
 def _persist_tags(
     cur: duckdb.DuckDBPyConnection, run_id: str, now: datetime, scoped: bool, tag_ids: list[str]
 ) -> int:
-    """Diff `ALL_TAGS` against customer_tags into history, then write them. Only the tags in
-    `tag_ids` (and, when `scoped`, the persons in `SCOPE`) are replaced."""
+    """Diff `ALL_TAGS` against customer_tags: append the changes to history and apply only
+    them (rewriting every row makes DuckDB's commit slow: it records each deleted row). Only
+    the tags in `tag_ids` (and, when `scoped`, the persons in `SCOPE`) take part."""
     cur.register("cm_run_tag_ids", pa.table({"tag_id": pa.array(tag_ids, pa.string())}))
-    person = f"AND o.one_id IN (SELECT one_id FROM {SCOPE})" if scoped else ""
-    before = _count(cur, "SELECT count(*) FROM customer_tag_history")
+    person = f"AND one_id IN (SELECT one_id FROM {SCOPE})" if scoped else ""
     cur.execute(
         f"""
-        INSERT INTO customer_tag_history
-        SELECT n.one_id, n.tag_id, CASE WHEN o.one_id IS NULL THEN 'gained' ELSE 'changed' END,
-               n.value, o.value, n.rule_version, ?, ?
+        CREATE OR REPLACE TEMP TABLE cm_tag_changes AS
+        SELECT coalesce(n.one_id, o.one_id) AS one_id, coalesce(n.tag_id, o.tag_id) AS tag_id,
+               CASE WHEN o.one_id IS NULL THEN 'gained'
+                    WHEN n.one_id IS NULL THEN 'lost' ELSE 'changed' END AS change,
+               n.value, o.value AS previous_value,
+               coalesce(n.rule_version, v.version, o.rule_version) AS rule_version
         FROM {ALL_TAGS} n
-        LEFT JOIN customer_tags o ON o.one_id = n.one_id AND o.tag_id = n.tag_id
-        WHERE o.one_id IS NULL OR o.value <> n.value
-        """,
+        FULL OUTER JOIN (SELECT * FROM customer_tags
+                         WHERE tag_id IN (SELECT tag_id FROM cm_run_tag_ids) {person}) o
+          ON o.one_id = n.one_id AND o.tag_id = n.tag_id
+        LEFT JOIN {TAG_VERSIONS} v ON v.tag_id = o.tag_id
+        WHERE n.one_id IS NULL OR o.one_id IS NULL OR n.value <> o.value
+        """
+    )
+    cur.execute(
+        "INSERT INTO customer_tag_history SELECT one_id, tag_id, change, value, previous_value, "
+        "rule_version, ?, ? FROM cm_tag_changes",
         [now, run_id],
     )
     cur.execute(
-        f"""
-        INSERT INTO customer_tag_history
-        SELECT o.one_id, o.tag_id, 'lost', NULL, o.value, coalesce(v.version, o.rule_version),
-               ?, ?
-        FROM customer_tags o
-        LEFT JOIN {TAG_VERSIONS} v ON v.tag_id = o.tag_id
-        WHERE o.tag_id IN (SELECT tag_id FROM cm_run_tag_ids) {person}
-          AND NOT EXISTS (SELECT 1 FROM {ALL_TAGS} n
-                          WHERE n.one_id = o.one_id AND n.tag_id = o.tag_id)
-        """,
-        [now, run_id],
+        "DELETE FROM customer_tags t USING cm_tag_changes c "
+        "WHERE c.change <> 'gained' AND t.one_id = c.one_id AND t.tag_id = c.tag_id"
     )
-    changes = _count(cur, "SELECT count(*) FROM customer_tag_history") - before
-    if scoped:
-        cur.execute(
-            f"DELETE FROM customer_tags WHERE one_id IN (SELECT one_id FROM {SCOPE}) "
-            "AND tag_id IN (SELECT tag_id FROM cm_run_tag_ids)"
-        )
-        cur.execute(
-            f"INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
-            f"FROM {ALL_TAGS}",
-            [now],
-        )
-    else:
-        with _indexes_dropped(cur, "customer_tags"):
-            cur.execute("DELETE FROM customer_tags")
-            cur.execute(
-                f"INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
-                f"FROM {ALL_TAGS}",
-                [now],
-            )
+    cur.execute(
+        "INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
+        "FROM cm_tag_changes WHERE change <> 'lost'",
+        [now],
+    )
+    changes = _count(cur, "SELECT count(*) FROM cm_tag_changes")
+    cur.execute("DROP TABLE temp.cm_tag_changes")
     cur.unregister("cm_run_tag_ids")
     return changes
 
@@ -548,13 +517,29 @@ def _collect_tags(
 
 
 def _persist_scores(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Replace scores and treatment_due wholesale: every row changes each run (as_of,
+    recency), so a fresh table swapped in is far cheaper to commit than deleting every row.
+    The new table is made from the table's own DDL, so types and constraints stay."""
     for table, output in (("scores", OUT_SCORES), ("treatment_due", OUT_DUE)):
-        with _indexes_dropped(cur, table):
-            cur.execute(f"DELETE FROM {table}")
-            cur.execute(
-                f"INSERT INTO {table} BY NAME SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}",
-                [run_id],
-            )
+        ddl = cur.execute(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+        ).fetchone()
+        indexes = cur.execute(
+            "SELECT sql FROM duckdb_indexes() WHERE table_name = ?", [table]
+        ).fetchall()
+        if ddl is None:
+            raise RuntimeError(f"the store has no {table} table: run the migrations")
+        fresh = f"{table}_fresh"
+        cur.execute(f"DROP TABLE IF EXISTS {fresh}")
+        cur.execute(re.sub(rf"^CREATE TABLE {table}\b", f"CREATE TABLE {fresh}", ddl[0]))
+        cur.execute(
+            f"INSERT INTO {fresh} BY NAME SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}",
+            [run_id],
+        )
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"ALTER TABLE {fresh} RENAME TO {table}")
+        for (sql,) in indexes:
+            cur.execute(sql)
 
 
 def _start_run(

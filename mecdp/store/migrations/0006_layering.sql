@@ -29,7 +29,7 @@ CREATE TABLE customer_tags (
     tag_id        VARCHAR NOT NULL,
     value         VARCHAR NOT NULL,
     rule_version  INTEGER NOT NULL,
-    computed_at   TIMESTAMP NOT NULL
+    computed_at   TIMESTAMP NOT NULL     -- when the member got this value (a run applies only changes)
 );
 -- One row per (one_id, tag_id), kept by the compute run that rewrites the table; no composite
 -- key (DuckDB's ART index serves single-column lookups only, and a full run rewrites millions
