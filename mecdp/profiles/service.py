@@ -503,7 +503,7 @@ def profile_view(
         ],
         "identifiers": ids,
         "course_cards": parts.document["course_cards"],
-        "consents": [consent.ConsentRecord(**c).to_dict() for c in parts.consents],
+        "consents": parts.consents,
         "tags": parts.tags,
         "scores": parts.scores,
         "treatment_due": parts.treatment_due,

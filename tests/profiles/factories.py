@@ -243,3 +243,48 @@ def profile_row(store: Store, one_id: str) -> dict[str, Any]:
     row = result.fetchone()
     assert row is not None
     return dict(zip(names, row, strict=True))
+
+
+def seed_layering(store: Store, one_id: str) -> None:
+    """What `mecdp compute` writes for one member, in its tables' shape: two tag definitions
+    and the member's tags (沉睡 gained, then regained; 价值分层 高价值 without history), a scores
+    row, and two treatment due dates (sensitive medical data)."""
+    cur = store.cursor()
+    cur.execute(
+        "INSERT INTO tag_definitions VALUES "
+        "('dormant', '沉睡', 'Dormant', NULL, 'crm', 'lifecycle', 'boolean', 'scheduled', "
+        " '{\"kind\": \"aggregate\"}', 1, 'shipped', TRUE, TIMESTAMP '2025-01-01', 'test'), "
+        "('value_tier', '价值分层', 'Value tier', NULL, 'crm', 'value', 'enum', 'scheduled', "
+        " '{\"kind\": \"trait\"}', 1, 'system', TRUE, TIMESTAMP '2025-01-01', 'test')"
+    )
+    cur.execute(
+        "INSERT INTO customer_tags VALUES "
+        "(?, 'dormant', 'true', 1, TIMESTAMP '2025-06-01 02:00:00'), "
+        "(?, 'value_tier', 'high_value', 1, TIMESTAMP '2025-06-01 02:00:00.5')",
+        [one_id, one_id],
+    )
+    cur.execute(
+        "INSERT INTO customer_tag_history VALUES "
+        "(?, 'dormant', 'gained', 'true', NULL, 1, TIMESTAMP '2025-03-01 02:00:00', 'r1'), "
+        "(?, 'dormant', 'lost', NULL, 'true', 1, TIMESTAMP '2025-04-01 02:00:00', 'r2'), "
+        "(?, 'dormant', 'gained', 'true', NULL, 1, TIMESTAMP '2025-05-01 02:00:00', 'r3')",
+        [one_id, one_id, one_id],
+    )
+    cur.execute(
+        "INSERT INTO scores (one_id, as_of, recency_days, frequency, monetary_fen, r_score, "
+        "f_score, m_score, rfm_segment, value_tier, p_alive, expected_purchases_90, "
+        "expected_purchases_180, expected_purchases_365, expected_value_365_fen, clv_12m_fen, "
+        "purchase_tier, interaction_tier, interaction_channels, interactions_90d, "
+        "preferred_category, run_id) VALUES (?, TIMESTAMP '2025-06-01', 395, 3, 1580000, 1, 3, "
+        "5, 'important_retain', 'high_value', 0.42, 0.1, 0.2, 0.4, 250000.5, 260000.25, "
+        "'course', 'low', 2, 1, '注射', 'r3')",
+        [one_id],
+    )
+    cur.execute(
+        "INSERT INTO treatment_due VALUES "
+        "(?, 'HA01', '玻尿酸填充', '注射', TIMESTAMP '2024-04-10 11:00:00', 270, "
+        " DATE '2025-01-05', 'overdue', 'r3'), "
+        "(?, 'BTX01', '肉毒素除皱', '注射', TIMESTAMP '2025-03-01 11:00:00', 150, "
+        " DATE '2025-07-29', 'upcoming', 'r3')",
+        [one_id, one_id],
+    )
