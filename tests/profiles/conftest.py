@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from profiles.factories import Chain
+from profiles.factories import Chain, one_id_of
 
 from mecdp.config import Settings, init_workspace
+from mecdp.profiles.service import build_profiles
 from mecdp.store import Store, open_store
 
 PHONE = "+8613971234586"
@@ -26,6 +27,16 @@ def settings(tmp_path: Path) -> Settings:
     s = Settings(workspace=tmp_path / "ws")
     init_workspace(s)
     return s
+
+
+@pytest.fixture
+def member(store: Store) -> str:
+    """The one_id of 张小雅 (`seed_member`), resolved and built."""
+    chain = Chain(store)
+    record = seed_member(chain)
+    chain.resolve()
+    build_profiles(store)
+    return one_id_of(store, record)
 
 
 def seed_member(chain: Chain) -> str:

@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from profiles.conftest import PHONE, seed_member
+from profiles.conftest import PHONE
 from profiles.factories import Chain, one_id_of, seed_layering
 
 from mecdp.config import Settings
 from mecdp.privacy import consent
 from mecdp.profiles import lookup, service
 from mecdp.store import Store
-
-
-@pytest.fixture
-def member(store: Store) -> str:
-    chain = Chain(store)
-    record = seed_member(chain)
-    chain.resolve()
-    service.build_profiles(store)
-    return one_id_of(store, record)
 
 
 def _consent(store: Store, one_id: str, purpose: str, status: str, when: str) -> None:

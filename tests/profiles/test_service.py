@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from profiles.conftest import PHONE, seed_member
-from profiles.factories import Chain, one_id_of, profile_row
+from profiles.conftest import PHONE
+from profiles.factories import Chain, profile_row
 
 from mecdp.config import Settings
 from mecdp.errors import InputError, NotFound
@@ -14,15 +14,6 @@ from mecdp.privacy import consent
 from mecdp.profiles import service
 from mecdp.profiles.config import ProfileRules
 from mecdp.store import Store
-
-
-@pytest.fixture
-def member(store: Store) -> str:
-    chain = Chain(store)
-    record = seed_member(chain)
-    chain.resolve()
-    service.build_profiles(store)
-    return one_id_of(store, record)
 
 
 def test_survivorship_picks_per_rule_and_keeps_the_source(store: Store, member: str) -> None:

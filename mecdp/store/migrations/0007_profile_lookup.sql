@@ -1,8 +1,8 @@
 -- Profile lookup (issue 5 speed floor): one precomputed document per person and the
--- single-column indexes the 360° view reads by. DuckDB serves a point read from an ART
--- index only for an equality on one indexed column, so composite primary keys such as
--- customer_tags (one_id, tag_id) do not help a read by one_id.
--- Owned by mecdp.profiles (the documents); the indexes serve reads of other areas' tables.
+-- single-column index the 360° view reads the consent ledger by. DuckDB serves a point read
+-- from an ART index only for an equality on one indexed column.
+-- Owned by mecdp.profiles (the documents); the consents index serves a read of the privacy
+-- area's ledger.
 
 -- The stored part of a person's 360° view as JSON (values as stored: tokens stay tokens;
 -- masking happens per caller on the way out). Written by the full build and by
