@@ -213,13 +213,15 @@ def all_definitions(cur: duckdb.DuckDBPyConnection, workspace: Path | None) -> l
 
 
 def _origins(cur: duckdb.DuckDBPyConnection, workspace: Path | None) -> dict[str, str]:
-    shipped = {d.tag_id for d in tags.load_definitions(None)}
-    api = {d.tag_id for d in api_definitions(cur)}
-    origin = {}
-    for d in tags.load_definitions(workspace):
-        origin[d.tag_id] = "shipped" if d.tag_id in shipped else "workspace"
-    for tag_id in api:
-        origin[tag_id] = "api"
+    """Where each definition comes from: shipped as is, changed or added by the workspace's
+    files, or saved through the API."""
+    shipped = {d.tag_id: d for d in tags.load_definitions(None)}
+    origin = {
+        d.tag_id: "shipped" if shipped.get(d.tag_id) == d else "workspace"
+        for d in tags.load_definitions(workspace)
+    }
+    for definition in api_definitions(cur):
+        origin[definition.tag_id] = "api"
     return origin
 
 
