@@ -431,8 +431,11 @@ def _if_alive_by_quadrature(params: BgNbdParams, horizon: float, x: Array, age: 
     for xv in np.unique(x):
         at = x == xv
         nodes, weights = beta_gauss_nodes(params.a, params.b + xv, QUADRATURE_NODES)
+        # Nodes that round to 0 (a near 0: almost nobody drops out) take the limit k s.
+        zero = nodes <= 0.0
+        p = np.where(zero, 1.0, nodes)[None, :]
         k, s = k_all[at][:, None], s_all[at][:, None]
-        values = -np.expm1(-k * np.log1p(nodes[None, :] * s)) / nodes[None, :]
+        values = np.where(zero[None, :], k * s, -np.expm1(-k * np.log1p(p * s)) / p)
         out[at] = np.einsum("ij,j->i", values, weights)
     return out
 

@@ -462,6 +462,37 @@ def test_fit_and_predict_on_the_cdnow_summary(cdnow_summary: pa.Table) -> None:
     assert parameters["mean_dropout_probability"] == pytest.approx(bg["a"] / (bg["a"] + bg["b"]))
 
 
+def test_one_rate_and_no_dropout_predicts_that_rate() -> None:
+    """Everyone buys at 0.01 a day and never leaves: the fit runs to its edges (r and alpha
+    huge, a near 0) and every prediction is still finite, near 3.65 purchases a year."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    age = rng.integers(100, 1000, n).astype(float)
+    x = rng.poisson(0.01 * age)
+    t_x = np.where(x > 0, np.floor(age * rng.beta(np.maximum(x, 1), 1)), 0.0)
+    spend = np.where(x > 0, rng.gamma(20.0, 1000.0, n), np.nan)
+    summary = pa.table(
+        {
+            "one_id": [f"c{i}" for i in range(n)],
+            "frequency": pa.array(x, pa.int64()),
+            "recency_days": t_x,
+            "age_days": age,
+            "monetary_fen": pa.array(spend, from_pandas=True),
+        }
+    )
+    table, parameters = clv.fit_and_predict(summary)
+    assert parameters["mean_dropout_probability"] < 1e-6
+    yearly = table.column("expected_purchases_365").to_numpy()
+    assert np.all(np.abs(yearly - 3.65) < 0.365)
+    assert table.column("p_alive").to_numpy().min() > 0.999
+    assert np.isfinite(table.column("clv_12m_fen").to_numpy()).all()
+    # At the bound a = e^-20 the quadrature nodes round to 0: the no-dropout limit (r+x) s.
+    edge = clv.BgNbdParams(r=1e7, alpha=2e8, a=2e-9, b=2.5e6)
+    few_x, few_age = np.array([0.0, 3.0, 9.0]), np.array([20.0, 80.0, 140.0])
+    got = clv._if_alive_by_quadrature(edge, 52.0, few_x, few_age)
+    assert got == pytest.approx((edge.r + few_x) * 52.0 / (edge.alpha + few_age), rel=1e-6)
+
+
 def test_config_rejects_a_bad_discount_rate() -> None:
     with pytest.raises(ValueError, match="discount_rate_annual"):
         clv.ClvConfig(discount_rate_annual=1.5)
