@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -487,8 +488,9 @@ def test_one_rate_and_no_dropout_predicts_that_rate() -> None:
     assert table.column("p_alive").to_numpy().min() > 0.999
     assert np.isfinite(table.column("clv_12m_fen").to_numpy()).all()
     # At the bound a = e^-20 the quadrature nodes round to 0: the no-dropout limit (r+x) s.
-    edge = clv.BgNbdParams(r=1e7, alpha=2e8, a=2e-9, b=2.5e6)
-    few_x, few_age = np.array([0.0, 3.0, 9.0]), np.array([20.0, 80.0, 140.0])
+    edge = clv.BgNbdParams(r=1e7, alpha=2e8, a=math.exp(-20), b=1040816.0)
+    assert (clv.beta_gauss_nodes(edge.a, edge.b + 7.0, clv.QUADRATURE_NODES)[0] <= 0).any()
+    few_x, few_age = np.array([0.0, 7.0, 9.0]), np.array([20.0, 80.0, 140.0])
     got = clv._if_alive_by_quadrature(edge, 52.0, few_x, few_age)
     assert got == pytest.approx((edge.r + few_x) * 52.0 / (edge.alpha + few_age), rel=1e-6)
 
