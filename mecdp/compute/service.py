@@ -322,16 +322,22 @@ def delete_definition(cur: duckdb.DuckDBPyConnection, tag_id: str) -> None:
 # --------------------------------------------------------------------------- stages
 
 
+def spark_engine(cur: duckdb.DuckDBPyConnection, spark: Any | None = None) -> Engine:
+    """A Spark engine (local session unless given) with the layering inputs copied from the
+    store (through Arrow; a cluster deployment would read them from the lake instead)."""
+    from mecdp.store.engine import SparkEngine, local_spark_session
+
+    engine = SparkEngine(spark if spark is not None else local_spark_session("mecdp-compute"))
+    for table in (*facts.INPUT_TABLES, "profile_course_cards"):
+        engine.register_arrow(table, cur.execute(f"SELECT * FROM {table}").arrow().read_all())
+    return engine
+
+
 def _engine_for(name: str, cur: duckdb.DuckDBPyConnection) -> Engine:
     if name == "duckdb":
         return DuckDBEngine(cur)
     if name == "spark":
-        from mecdp.store.engine import SparkEngine, local_spark_session
-
-        spark = SparkEngine(local_spark_session("mecdp-compute"))
-        for table in (*facts.INPUT_TABLES, "profile_course_cards"):
-            spark.register_arrow(table, cur.execute(f"SELECT * FROM {table}").arrow().read_all())
-        return spark
+        return spark_engine(cur)
     raise InputError(f"unknown engine {name!r}: use duckdb or spark", field="engine")
 
 
