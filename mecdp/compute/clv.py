@@ -39,7 +39,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import linalg, optimize, special
 
-from mecdp.compute.facts import ORDERS, ts_literal
+from mecdp.compute.facts import ORDERS, local_day, ts_literal
 from mecdp.errors import InputError
 from mecdp.store.engine import SqlStep
 
@@ -106,7 +106,8 @@ def summary_steps(as_of: datetime) -> list[SqlStep]:
 
     * ``frequency`` BIGINT: repeat purchase days, x = distinct purchase days - 1;
     * ``recency_days`` DOUBLE: t_x, days from the first to the last purchase day;
-    * ``age_days`` DOUBLE: T, days from the first purchase day to the day of `as_of`;
+    * ``age_days`` DOUBLE: T, days from the first purchase day to the day of `as_of`
+      (days are calendar days in China, as ``order_day`` is);
     * ``monetary_fen`` DOUBLE: mean spend per repeat purchase day (the first day left out;
       NULL when x = 0), the Gamma-Gamma input;
     * ``total_spend_fen`` BIGINT: all paid spend.
@@ -114,7 +115,7 @@ def summary_steps(as_of: datetime) -> list[SqlStep]:
     Every non-void order counts as a purchase, zero-paid ones too (CDNOW counts its $0
     transactions); a day's spend is the sum of its orders' paid amounts.
     """
-    as_of_day = f"CAST({ts_literal(as_of)} AS DATE)"
+    as_of_day = local_day(ts_literal(as_of))
     days = f"""
 SELECT one_id, order_day, CAST(sum(paid_fen) AS BIGINT) AS spend_fen
 FROM {ORDERS}

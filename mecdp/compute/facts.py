@@ -10,7 +10,8 @@ Tables (all keyed by ``one_id``; only persons with a golden record in ``profiles
 
 * ``cm_members``: one row per person: the golden record's basics.
 * ``cm_orders``: one row per paid order line (void orders left out), with the catalog's
-  category, price band and luxury flag; ``order_day`` for purchase-day counts.
+  category, price band and luxury flag; ``order_day`` (the calendar day in China, UTC+8,
+  no daylight saving) for purchase-day counts.
 * ``cm_appointments``: appointments with status (booked, arrived, no_show, cancelled).
 * ``cm_treatments``: treatments with the catalog's repeat cycle.
 * ``cm_interactions``: social, chat, call-centre and ticket interactions, with the treatment
@@ -48,6 +49,15 @@ INPUT_TABLES = (
 )
 
 
+# Stored times are UTC; a chain's calendar days are China's (UTC+8, no daylight saving).
+CHINA_UTC_OFFSET_HOURS = 8
+
+
+def local_day(timestamp_sql: str) -> str:
+    """SQL for the calendar day in China of a UTC timestamp expression."""
+    return f"CAST({timestamp_sql} + INTERVAL {CHINA_UTC_OFFSET_HOURS} HOUR AS DATE)"
+
+
 def ts_literal(moment: datetime) -> str:
     """A timestamp literal both engines read (naive, to the microsecond)."""
     return f"TIMESTAMP '{moment.replace(tzinfo=None).isoformat(sep=' ')}'"
@@ -72,7 +82,7 @@ FROM {persons} p
 """
     orders = f"""
 SELECT r.one_id, o.record_id, o.order_no, o.ordered_at,
-       CAST(o.ordered_at AS DATE) AS order_day,
+       {local_day("o.ordered_at")} AS order_day,
        CAST(coalesce(o.paid_fen, o.amount_fen) AS BIGINT) AS paid_fen,
        CAST(o.amount_fen AS BIGINT) AS amount_fen,
        coalesce(o.promo, FALSE) AS promo, o.item_code, coalesce(o.category, c.category) AS category,

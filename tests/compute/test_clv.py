@@ -27,7 +27,8 @@ from mecdp.store.duckdb_store import migrate
 from mecdp.store.engine import DuckDBEngine, Engine, SparkEngine
 
 CDNOW = Path(__file__).parents[1] / "data" / "cdnow"
-CDNOW_END = datetime(1997, 9, 30, 23, 59, 59)  # the calibration period ends with 1997-09-30
+# the calibration period ends with 1997-09-30 (days are China days: 23:59:59 is 15:59:59 UTC)
+CDNOW_END = datetime(1997, 9, 30, 15, 59, 59)
 PUBLISHED_BGNBD = clv.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
 
 
@@ -93,7 +94,7 @@ def by_one_id(table: pa.Table) -> dict[str, dict[str, Any]]:
 
 # --- the summary in SQL ---------------------------------------------------------------------
 
-AS_OF = datetime(2025, 6, 30, 23, 59, 59)
+AS_OF = datetime(2025, 6, 30, 15, 59, 59)  # 23:59:59 on 2025-06-30 in China (UTC+8)
 
 
 def hand_orders() -> list[Order]:
@@ -109,11 +110,11 @@ def hand_orders() -> list[Order]:
         Order("repeat", at("2025-04-01"), 0),
         Order("repeat", at("2025-05-01"), 99_900, status="refunded"),  # void: not a purchase
         Order("repeat", at("2025-07-15"), 10_000),  # after as_of
-        Order("today", at("2025-06-30", 9), 1_000),
-        Order("today", at("2025-06-30", 20), 2_000),
+        Order("today", at("2025-06-30", 1), 1_000),  # 09:00 in China
+        Order("today", at("2025-06-30", 12), 2_000),  # 20:00 in China: the same day
         Order("unpaid_column", at("2025-02-01"), None, amount_fen=7_000),  # paid = amount
         Order("unpaid_column", at("2025-02-03"), 3_000),
-        Order("late", at("2025-07-01", 0), 5_000),  # only after as_of
+        Order("late", at("2025-06-30", 16), 5_000),  # 00:00 on 07-01 in China: after as_of
     ]
 
 
@@ -503,7 +504,7 @@ def test_config_rejects_a_bad_discount_rate() -> None:
 # --- the demo chain: calibration and holdout ------------------------------------------------
 
 DEMO_MEMBERS = 1500
-DEMO_END = datetime(2026, 11, 19, 23, 59, 59)  # the demo's last day before its fixed "today"
+DEMO_END = datetime(2026, 11, 19, 15, 59, 59)  # end of the demo's last day (China) before "today"
 
 
 @pytest.fixture(scope="module")
