@@ -3,10 +3,10 @@
 `compile_tag_steps` turns the enabled, non-SQL definitions into `SqlStep`s ending in
 ``cm_out_tags(one_id, tag_id, value)``. The shape keeps the work set-based for 1,000,000
 members: each fact is scanned once (``tg_agg_<fact>``: one GROUP BY one_id with every
-measure any rule needs, each as a conditional aggregate of its window and ``where``), each
-distinct preference basis once (``tg_pref<n>``), then one wide row per member
-(``tg_wide``: a column per tag) is unpivoted by a cross join with the tag list. Every step
-is read once by the next, so no engine recomputes a shared CTE.
+measure any rule needs, each an aggregate FILTERed by its window and ``where``), each
+distinct preference basis once (``tg_pref<n>``), each distinct count once
+(``tg_distinct<n>``), then one wide row per member (``tg_wide``: a column per tag) is
+unpivoted. Every step is read once by the next, so no engine recomputes a shared CTE.
 
 Conventions (the tag YAML documents them for operators):
 
@@ -58,8 +58,11 @@ FACT_TABLE = {
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def number_text(expr: str) -> str:
-    """A number as tag text: 4 decimals at most, no trailing zeros (3, 0.5, -1.25)."""
+def number_text(expr: str, *, whole: bool = False) -> str:
+    """A number as tag text: 4 decimals at most, no trailing zeros (3, 0.5, -1.25).
+    `whole` numbers (counts, sums of fen, days) skip the costly regular expressions."""
+    if whole:
+        return f"CAST(CAST({expr} AS BIGINT) AS VARCHAR)"
     fixed = f"CAST(CAST(round({expr}, 4) AS DECIMAL(38, 4)) AS VARCHAR)"
     return f"regexp_replace(regexp_replace({fixed}, '0+$', ''), '\\.$', '')"
 
@@ -129,6 +132,7 @@ class TagCompiler:
     measures: dict[str, dict[str, str]] = field(default_factory=dict)  # fact: sql -> alias
     fact_windows: dict[str, set[int | None]] = field(default_factory=dict)
     preferences: dict[str, _Preference] = field(default_factory=dict)
+    distincts: dict[tuple[str, str, str | None], SqlStep] = field(default_factory=dict)
 
     # --- pieces of SQL ----------------------------------------------------------------------
 
@@ -165,15 +169,29 @@ class TagCompiler:
             return days_between(
                 self._aggregate(fact, window_days, where, f"{name}:{column}"), self.as_of
             )
-        if name == "count":
-            agg = f"count(CASE WHEN {cond} THEN 1 END)" if cond else "count(*)"
-        else:
-            distinct = "DISTINCT " if name == "count_distinct" else ""
-            func = "count" if name == "count_distinct" else name
-            target = f"CASE WHEN {cond} THEN {column} END" if cond else column
-            agg = f"{func}({distinct}{target})"
+        if name == "count_distinct":
+            return f"coalesce({self._distinct(fact, column, cond)}.n, 0)"
+        func = "count" if name == "count" else name
+        agg = f"{func}({'*' if name == 'count' else column})"
+        if cond:
+            agg += f" FILTER (WHERE {cond})"
         ref = self._measure(fact, agg)
-        return f"coalesce({ref}, 0)" if name in ("count", "count_distinct", "sum") else ref
+        return f"coalesce({ref}, 0)" if name in ("count", "sum") else ref
+
+    def _distinct(self, fact: str, column: str, cond: str | None) -> str:
+        """Alias of a step counting the member's distinct `column` values (a DISTINCT then a
+        GROUP BY: far cheaper than count(DISTINCT) beside the fact's other aggregates)."""
+        key = (fact, column, cond)
+        if key not in self.distincts:
+            alias = f"tg_distinct{len(self.distincts)}"
+            preds = [f"{column} IS NOT NULL", cond or "", self._in_scope()]
+            sql = (
+                f"SELECT one_id, count(*) AS n FROM (\n"
+                f"  SELECT DISTINCT one_id, {column} FROM {FACT_TABLE[fact]}\n"
+                f"  WHERE {' AND '.join(p for p in preds if p)}\n) d GROUP BY one_id"
+            )
+            self.distincts[key] = SqlStep(sql, alias)
+        return self.distincts[key].output_table_name
 
     def _share(self, rule: ShareRule) -> str:
         basis = "count" if rule.of == "count" else "sum:paid_fen"
@@ -210,13 +228,17 @@ class TagCompiler:
 SELECT one_id, pref_value, sum(weight) AS weight, count(*) AS n
 FROM {alias}_rows GROUP BY one_id, pref_value
 """
+        # one ordering per member for the top value, the runner-up and the totals (Spark
+        # takes no frame after a named window, so the spec is spelt out)
+        order = "PARTITION BY one_id ORDER BY weight DESC, pref_value"
+        whole = f"{order} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
         ranked = f"""
 SELECT one_id, pref_value, weight, total_weight, total_n, next_weight FROM (
   SELECT one_id, pref_value, weight,
-         sum(weight) OVER (PARTITION BY one_id) AS total_weight,
-         sum(n) OVER (PARTITION BY one_id) AS total_n,
-         lead(weight) OVER (PARTITION BY one_id ORDER BY weight DESC, pref_value) AS next_weight,
-         row_number() OVER (PARTITION BY one_id ORDER BY weight DESC, pref_value) AS rn
+         sum(weight) OVER ({whole}) AS total_weight,
+         sum(n) OVER ({whole}) AS total_n,
+         lead(weight) OVER ({order}) AS next_weight,
+         row_number() OVER ({order}) AS rn
   FROM {alias}_sums
 ) r WHERE rn = 1
 """
@@ -288,7 +310,9 @@ SELECT one_id, pref_value, weight, total_weight, total_n, next_weight FROM (
         if definition.value_type == "boolean":
             return f"CASE WHEN {self.boolean(rule)} THEN 'true' END"
         if definition.value_type == "number":
-            return number_text(self.number(rule))
+            # every number column of the facts is whole: only averages and shares are not
+            whole = isinstance(rule, AggregateRule) and not rule.measure.startswith("avg:")
+            return number_text(self.number(rule), whole=whole)
         if not isinstance(rule, PreferenceRule):
             raise TypeError(f"a {rule.kind} rule gives no enum")
         return self._preferred(rule)
@@ -340,20 +364,24 @@ GROUP BY b.one_id, b.item_code, b.sessions_bought, b.first_purchase_at, b.last_p
             steps.extend(preference.steps)
             a = preference.alias
             joins.append(f"LEFT JOIN {a} {a} ON {a}.one_id = m.one_id")
+        for distinct in self.distincts.values():
+            steps.append(distinct)
+            a = distinct.output_table_name
+            joins.append(f"LEFT JOIN {a} {a} ON {a}.one_id = m.one_id")
         scope = f"\nWHERE m.{self._in_scope()}" if self.scope else ""
         if not values:
             return [SqlStep(_EMPTY, OUT_TAGS)]
-        columns = ",\n       ".join(f"{sql} AS v_{tag_id}" for tag_id, sql in values.items())
+        columns = ",\n       ".join(
+            f"CAST({sql} AS VARCHAR) AS v_{tag_id}" for tag_id, sql in values.items()
+        )
         wide = f"SELECT m.one_id,\n       {columns}\nFROM {MEMBERS} m\n" + "\n".join(joins) + scope
         steps.append(SqlStep(wide, "tg_wide"))
-        tag_list = " UNION ALL ".join(f"SELECT '{tag_id}' AS tag_id" for tag_id in values)
-        pick = " ".join(f"WHEN '{tag_id}' THEN w.v_{tag_id}" for tag_id in values)
+        # UNPIVOT (DuckDB and Spark) leaves out NULLs: a false boolean gives no row
+        tag_columns = ", ".join(f"v_{tag_id}" for tag_id in values)
         out = f"""
-SELECT one_id, tag_id, value FROM (
-  SELECT CAST(w.one_id AS VARCHAR) AS one_id, t.tag_id,
-         CAST(CASE t.tag_id {pick} END AS VARCHAR) AS value
-  FROM tg_wide w CROSS JOIN ({tag_list}) t
-) x WHERE value IS NOT NULL
+SELECT CAST(one_id AS VARCHAR) AS one_id, substring(tag_column, 3) AS tag_id, value
+FROM tg_wide UNPIVOT (value FOR tag_column IN ({tag_columns}))
+WHERE value IS NOT NULL
 """
         steps.append(SqlStep(out, OUT_TAGS))
         return steps

@@ -51,7 +51,8 @@ from mecdp.compute.tag_sandbox import check_expert_sql
 ColumnType = Literal["text", "number", "boolean", "timestamp", "date"]
 
 # The columns a rule may name, per input (the member facts of mecdp.compute.facts, plus the
-# course-card balances the tag engine derives from them).
+# course-card balances the tag engine derives from them). Every "number" column holds whole
+# numbers (fen, sessions, days): number tags print them without decimals.
 FACT_COLUMNS: dict[str, dict[str, ColumnType]] = {
     "members": {
         "one_id": "text",
