@@ -132,10 +132,13 @@ SELECT one_id, occurred_at, channel FROM {INTERACTIONS} WHERE occurred_at >= {st
 UNION ALL
 SELECT one_id, occurred_at, channel FROM {EVENTS} WHERE occurred_at >= {start} {event_filter}
 """
+    # per channel first: cheaper than count(DISTINCT channel) over every touch
     per_member = f"""
-SELECT one_id, count(*) AS touches, count(DISTINCT channel) AS channels,
-       date_diff('day', CAST(max(occurred_at) AS DATE), {date_literal(as_of)}) AS days_since
-FROM bh_touch GROUP BY one_id
+SELECT one_id, sum(touches) AS touches, count(channel) AS channels,
+       date_diff('day', CAST(max(last_at) AS DATE), {date_literal(as_of)}) AS days_since
+FROM (SELECT one_id, channel, count(*) AS touches, max(occurred_at) AS last_at
+      FROM bh_touch GROUP BY one_id, channel) c
+GROUP BY one_id
 """
     score = " + ".join(
         (

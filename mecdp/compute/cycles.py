@@ -36,17 +36,61 @@ from mecdp.store.engine import SqlStep
 OUTPUT = "cm_out_due"
 
 
-def _resolved(rules: CycleRules, field: str, fallback: str) -> str:
-    """CASE giving the item's `field` from items, then name patterns, else `fallback`."""
-    whens = []
-    for code, spec in rules.items.items():
-        whens.append(f"WHEN item_code = {sql_string(code)} THEN {getattr(spec, field) or 'NULL'}")
-    for entry in rules.name_patterns:
-        like = sql_string(f"%{entry.pattern.lower()}%")
-        whens.append(f"WHEN lower(item_name) LIKE {like} THEN {getattr(entry, field) or 'NULL'}")
-    if not whens:
-        return fallback
-    return f"CASE {' '.join(whens)} ELSE {fallback} END"
+def _rows(columns: str, types: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    """A small literal table `(SELECT ...) alias(columns)`; typed and empty when no rows."""
+    if not rows:
+        nulls = ", ".join(f"CAST(NULL AS {t})" for t in types)
+        return f"(SELECT {nulls} WHERE FALSE) AS {columns}"
+    body = ", ".join(
+        "("
+        + ", ".join(
+            "NULL" if v is None else sql_string(v) if isinstance(v, str) else str(v) for v in row
+        )
+        + ")"
+        for row in rows
+    )
+    return f"(VALUES {body}) AS {columns}"
+
+
+def _item_rule_steps(rules: CycleRules) -> list[SqlStep]:
+    """Each distinct treated item's cycle and course interval (a few hundred rows: the rules
+    are matched once per item, never per member)."""
+    overrides = _rows(
+        "o(item_code, cycle_days, course_interval_days)",
+        ("VARCHAR", "INTEGER", "INTEGER"),
+        [(code, s.cycle_days, s.course_interval_days) for code, s in rules.items.items()],
+    )
+    patterns = _rows(
+        "p(pos, pattern, cycle_days, course_interval_days)",
+        ("INTEGER", "VARCHAR", "INTEGER", "INTEGER"),
+        [
+            (i, e.pattern.lower(), e.cycle_days, e.course_interval_days)
+            for i, e in enumerate(rules.name_patterns)
+        ],
+    )
+    defaults = _rows(
+        "d(category, cycle_days)",
+        ("VARCHAR", "INTEGER"),
+        list(rules.category_defaults.items()),
+    )
+    names = f"""
+SELECT n.item_name, min(p.pos) AS pos
+FROM (SELECT DISTINCT item_name FROM cy_item WHERE item_name IS NOT NULL) n
+JOIN {patterns} ON lower(n.item_name) LIKE '%' || p.pattern || '%'
+GROUP BY n.item_name
+"""
+    item_rules = f"""
+SELECT i.item_code, i.item_name, i.category, i.catalog_cycle_days,
+       coalesce(o.cycle_days, p.cycle_days, i.catalog_cycle_days, d.cycle_days) AS cycle_days,
+       CASE WHEN o.item_code IS NOT NULL THEN o.course_interval_days
+            ELSE p.course_interval_days END AS course_interval_days
+FROM (SELECT DISTINCT item_code, item_name, category, catalog_cycle_days FROM cy_item) i
+LEFT JOIN {overrides} ON o.item_code = i.item_code
+LEFT JOIN cy_name_match m ON m.item_name = i.item_name
+LEFT JOIN {patterns} ON p.pos = m.pos
+LEFT JOIN {defaults} ON d.category = i.category
+"""
+    return [SqlStep(names, "cy_name_match"), SqlStep(item_rules, "cy_item_rule")]
 
 
 def cycle_steps(config: LayeringConfig, as_of: datetime) -> list[SqlStep]:
@@ -60,19 +104,15 @@ SELECT one_id, item_code, arg_max(item_name, performed_at) AS item_name,
 FROM {TREATMENTS} WHERE item_code IS NOT NULL
 GROUP BY one_id, item_code
 """
-    category_default = "NULL"
-    if rules.category_defaults:
-        whens = " ".join(
-            f"WHEN {sql_string(category)} THEN {days}"
-            for category, days in rules.category_defaults.items()
-        )
-        category_default = f"CASE category {whens} END"
-    cycle = _resolved(rules, "cycle_days", f"coalesce(catalog_cycle_days, {category_default})")
-    course_interval = _resolved(rules, "course_interval_days", "NULL")
-    cycles = f"""
-SELECT one_id, item_code, item_name, category, last_performed_at,
-       {cycle} AS cycle_days, {course_interval} AS course_interval_days
-FROM cy_item
+    cycles = """
+SELECT i.one_id, i.item_code, i.item_name, i.category, i.last_performed_at, r.cycle_days,
+       r.course_interval_days
+FROM cy_item i
+JOIN cy_item_rule r
+  ON r.item_code = i.item_code AND r.item_name IS NOT DISTINCT FROM i.item_name
+ AND r.category IS NOT DISTINCT FROM i.category
+ AND r.catalog_cycle_days IS NOT DISTINCT FROM i.catalog_cycle_days
+WHERE r.cycle_days IS NOT NULL
 """
     cards = f"""
 SELECT one_id, item_code, sum(coalesce(sessions, 0)) AS sessions_bought,
@@ -94,7 +134,6 @@ SELECT y.one_id, y.item_code, y.item_name, y.category, y.last_performed_at,
                  ELSE y.cycle_days END AS INTEGER) AS cycle_days
 FROM cy_cycle y
 LEFT JOIN cy_open_card o ON o.one_id = y.one_id AND o.item_code = y.item_code
-WHERE y.cycle_days IS NOT NULL
 """
     today = date_literal(as_of)
     horizon = date_literal(as_of + timedelta(days=rules.upcoming_days))
@@ -108,6 +147,7 @@ FROM (SELECT d.*, CAST(CAST(last_performed_at AS DATE) + cycle_days AS DATE) AS 
 """
     return [
         SqlStep(per_item, "cy_item"),
+        *_item_rule_steps(rules),
         SqlStep(cycles, "cy_cycle"),
         SqlStep(cards, "cy_card"),
         SqlStep(open_cards, "cy_open_card"),
