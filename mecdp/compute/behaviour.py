@@ -98,10 +98,8 @@ FROM bh_order GROUP BY one_id
         elif isinstance(rule, OneTimeRule):
             cond = "orders_ever = 1"
         whens.append(f"WHEN {cond} THEN '{rule.tier}'")
-    tiered = f"""
-SELECT one_id, CASE {" ".join(whens)} ELSE 'regular' END AS purchase_tier
-FROM bh_member_orders
-"""
+    tier = f"CASE {' '.join(whens)} ELSE 'regular' END" if whens else "'regular'"
+    tiered = f"SELECT one_id, {tier} AS purchase_tier FROM bh_member_orders"
     return [
         SqlStep(per_order, "bh_order"),
         SqlStep(per_member, "bh_member_orders"),

@@ -244,10 +244,11 @@ class LayeringConfig(_Rules):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top)"
+            bad = first.get("input")
             raise InputError(
                 f"{source}: {where}: {first['msg']}",
                 field=where,
-                value=first.get("input") if not isinstance(first.get("input"), dict) else None,
+                value=None if isinstance(bad, dict) else bad,  # a whole section is noise
                 rule="layering.config",
             ) from exc
 

@@ -36,17 +36,18 @@ from mecdp.store.engine import SqlStep
 OUTPUT = "cm_out_due"
 
 
+def _literal(value: object, sql_type: str) -> str:
+    text = "NULL" if value is None else sql_string(value) if isinstance(value, str) else value
+    return f"CAST({text} AS {sql_type})"
+
+
 def _rows(columns: str, types: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
-    """A small literal table `(SELECT ...) alias(columns)`; typed and empty when no rows."""
+    """A small typed literal table ``(...) AS alias(columns)`` (empty when no rows)."""
     if not rows:
-        nulls = ", ".join(f"CAST(NULL AS {t})" for t in types)
+        nulls = ", ".join(_literal(None, t) for t in types)
         return f"(SELECT {nulls} WHERE FALSE) AS {columns}"
     body = ", ".join(
-        "("
-        + ", ".join(
-            "NULL" if v is None else sql_string(v) if isinstance(v, str) else str(v) for v in row
-        )
-        + ")"
+        "(" + ", ".join(_literal(v, t) for v, t in zip(row, types, strict=True)) + ")"
         for row in rows
     )
     return f"(VALUES {body}) AS {columns}"

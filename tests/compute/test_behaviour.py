@@ -203,3 +203,10 @@ def test_bad_behaviour_rules_name_the_field() -> None:
         config(purchase={"rules": [{"tier": "vip"}, {"tier": "vip"}]})
     with pytest.raises(InputError, match=r"behaviour\.interaction\.recency_points"):
         config(interaction={"recency_points": [{"max_days": -1, "points": 2}]})
+
+
+def test_without_purchase_rules_every_buyer_is_regular(buyers: Facts) -> None:
+    got = {
+        k: v["purchase_tier"] for k, v in compute(buyers, config(purchase={"rules": []})).items()
+    }
+    assert set(got.values()) == {"regular", "none"} and got["nothing"] == "none"
