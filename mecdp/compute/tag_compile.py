@@ -23,14 +23,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from mecdp.compute.facts import MEMBERS, ORDERS, TREATMENTS, ts_literal
-from mecdp.compute.tag_rules import (
+from mecdp.compute.tag_columns import (
     FACT_COLUMNS,
     FACT_TIME,
+    ColumnType,
+    literal_of,
+    number_literal,
+)
+from mecdp.compute.tag_rules import (
     AggregateRule,
     AllRule,
     AnyOf,
     AnyRule,
-    ColumnType,
     Condition,
     NotRule,
     PreferenceRule,
@@ -40,8 +44,6 @@ from mecdp.compute.tag_rules import (
     TagDefinition,
     TraitCondition,
     TraitRule,
-    literal_of,
-    number_literal,
 )
 from mecdp.store.engine import SqlStep
 

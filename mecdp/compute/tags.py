@@ -243,6 +243,8 @@ def run_expert_tag(
     ``timeout_s``, else `timeout_s`, else `DEFAULT_EXPERT_TIMEOUT_S`). InputError when it is
     refused, fails, runs out of time, lacks ``one_id`` (or ``value`` for enum and number
     tags), gives a value that is not of the tag's type, or two values for one person.
+    Call it outside an open transaction on `cur`: DuckDB aborts a transaction whose query
+    was interrupted.
     """
     rule = definition.rule
     if not isinstance(rule, SqlRule):

@@ -10,7 +10,7 @@ import pytest
 from compute.test_tag_factories import AS_OF, Clinic, ago, definition, tag_rows
 
 from mecdp.compute import tags
-from mecdp.compute.tag_rules import FACT_COLUMNS
+from mecdp.compute.tag_columns import FACT_COLUMNS
 from mecdp.store.engine import DuckDBEngine
 
 Expected = dict[str, str]
