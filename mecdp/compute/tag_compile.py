@@ -10,8 +10,10 @@ unpivoted. Every step is read once by the next, so no engine recomputes a shared
 
 Conventions (the tag YAML documents them for operators):
 
-* days: calendar days (UTC). ``window_days: N`` keeps facts dated ``as_of``'s date minus N
-  days or later (``as_of`` itself included); ``days_since_last <= N`` is the same test.
+* days: calendar days in China (UTC+8, as ``order_day``). ``window_days: N`` keeps facts
+  from the day N days before ``as_of``'s day on (``as_of`` itself included);
+  ``days_since_last <= N`` is the same test. ``birthday_month_is_current`` uses the month
+  of ``as_of``'s day in China.
 * booleans: a NULL (no data) is false; ``not`` of it is true.
 * values: boolean tags ``'true'`` (false gives no row), enum tags the value, number tags
   the number rounded to 4 decimals without trailing zeros (``3``, ``0.5``, ``-1.25``).
@@ -20,9 +22,16 @@ Conventions (the tag YAML documents them for operators):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
-from mecdp.compute.facts import MEMBERS, ORDERS, TREATMENTS, ts_literal
+from mecdp.compute.facts import (
+    CHINA_UTC_OFFSET_HOURS,
+    MEMBERS,
+    ORDERS,
+    TREATMENTS,
+    local_day,
+    ts_literal,
+)
 from mecdp.compute.tag_columns import (
     FACT_COLUMNS,
     FACT_TIME,
@@ -69,9 +78,16 @@ def number_text(expr: str, *, whole: bool = False) -> str:
     return f"regexp_replace(regexp_replace({fixed}, '0+$', ''), '\\.$', '')"
 
 
-def days_between(moment: str, as_of: datetime) -> str:
-    """Whole calendar days from `moment` to `as_of`'s date."""
-    return f"date_diff('day', CAST({moment} AS DATE), DATE '{as_of.date().isoformat()}')"
+def china_day(moment: datetime) -> date:
+    """The calendar day in China (UTC+8) of a naive UTC moment."""
+    return (moment + timedelta(hours=CHINA_UTC_OFFSET_HOURS)).date()
+
+
+def days_between(moment: str, as_of: datetime, *, is_date: bool = False) -> str:
+    """Whole calendar days (China's) from `moment` (a UTC timestamp, or a date when
+    `is_date`) to `as_of`'s day."""
+    day = moment if is_date else local_day(moment)
+    return f"date_diff('day', {day}, DATE '{china_day(as_of).isoformat()}')"
 
 
 def condition_sql(condition: Condition, column: str, column_type: ColumnType) -> str:
@@ -144,7 +160,9 @@ class TagCompiler:
     def _window(self, fact: str, window_days: int | None) -> str:
         if window_days is None:
             return ""
-        cutoff = datetime.combine(self.as_of.date() - timedelta(days=window_days), time())
+        # midnight in China of the window's first day, as the stored UTC time
+        first_day = china_day(self.as_of) - timedelta(days=window_days)
+        cutoff = datetime.combine(first_day, time()) - timedelta(hours=CHINA_UTC_OFFSET_HOURS)
         return f"{FACT_TIME[fact]} >= {ts_literal(cutoff)}"
 
     def _measure(self, fact: str, aggregate: str) -> str:
@@ -268,12 +286,13 @@ SELECT one_id, pref_value, weight, total_weight, total_n, next_weight FROM (
 
     def _trait(self, condition: TraitCondition) -> str:
         if condition.helper == "birthday_month_is_current":
-            return f"(month(m.birthday) = {self.as_of.month})"
+            return f"(month(m.birthday) = {china_day(self.as_of).month})"
         column = f"m.{condition.column}"
         column_type = FACT_COLUMNS["members"][str(condition.column)]
         if condition.helper == "days_since":
             at = ts_literal(self.as_of)
-            column = f"(CASE WHEN {column} <= {at} THEN {days_between(column, self.as_of)} END)"
+            days = days_between(column, self.as_of, is_date=column_type == "date")
+            column = f"(CASE WHEN {column} <= {at} THEN {days} END)"
             column_type = "number"
         plain = Condition(
             column=str(condition.column), op=condition.op or "eq", value=condition.value

@@ -36,7 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from mecdp.compute.facts import MEMBERS, ts_literal
-from mecdp.compute.tag_compile import OUT_TAGS, compile_tag_steps, number_text
+from mecdp.compute.tag_compile import OUT_TAGS, china_day, compile_tag_steps, number_text
 from mecdp.compute.tag_rules import SqlRule, TagDefinition
 from mecdp.compute.tag_sandbox import check_expert_sql
 from mecdp.errors import InputError
@@ -173,8 +173,8 @@ def tag_steps(
 
 
 def _params(as_of: datetime) -> str:
-    """The one-row ``params`` input of expert queries."""
-    day = as_of.date().isoformat()
+    """The one-row ``params`` input of expert queries: as_of (UTC) and its day in China."""
+    day = china_day(as_of).isoformat()
     return f"SELECT {ts_literal(as_of)} AS as_of, DATE '{day}' AS as_of_date"
 
 

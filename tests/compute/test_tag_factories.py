@@ -32,8 +32,10 @@ INPUT_TABLES = facts.INPUT_TABLES
 
 
 def ago(days: int, hour: int = 10) -> datetime:
-    """`days` calendar days before AS_OF's date, at `hour`."""
-    return datetime.combine(AS_OF.date() - timedelta(days=days), time(hour))
+    """`hour` o'clock in China (UTC+8), `days` days before AS_OF's day there, as the UTC
+    time the store keeps (AS_OF, 10:00 UTC, is 18:00 on 2025-06-30 in China)."""
+    day = (AS_OF + timedelta(hours=8)).date() - timedelta(days=days)
+    return datetime.combine(day, time(hour)) - timedelta(hours=8)
 
 
 class Clinic:

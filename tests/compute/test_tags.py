@@ -4,7 +4,7 @@ members without facts, value formats, and the rule kinds' edge cases."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from compute.test_tag_factories import AS_OF, Clinic, ago, definition, tag_rows
@@ -469,3 +469,26 @@ def test_preview_counts_and_samples_without_saving(small: DuckDBEngine) -> None:
         "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'tg_%'"
     )
     assert tables.fetchall() == []
+
+
+def test_days_are_calendar_days_in_china() -> None:
+    """The 90-day window of a run on 2025-06-30 (China) starts at 2025-04-01 00:00 in China,
+    2025-03-31 16:00 UTC; a run at 20:00 UTC on June 30 is already July 1 in China."""
+    c = Clinic()
+    c.appointment(c.member("inside"), datetime(2025, 3, 31, 16, 30))
+    c.appointment(c.member("outside"), datetime(2025, 3, 31, 15, 30))
+    c.member("july", birthday=date(1990, 7, 20))
+    c.member("june", birthday=date(1990, 6, 20))
+    visits = {"kind": "aggregate", "fact": "appointments", "window_days": 90, "measure": "count"}
+    assert _one(c.engine(), visits, "number") == {
+        "inside": "1",
+        "outside": "0",
+        "july": "0",
+        "june": "0",
+    }
+    quiet = {"kind": "aggregate", "fact": "appointments", "measure": "days_since_last"}
+    assert _one(c.engine(), quiet, "number") == {"inside": "90", "outside": "91"}
+    birthday = {"kind": "trait", "conditions": [{"helper": "birthday_month_is_current"}]}
+    late = datetime(2025, 6, 30, 20, 0)
+    rows = tag_rows(c.engine(late), [definition(birthday)], late)
+    assert rows == {"t": {"july": "true"}}
