@@ -26,6 +26,7 @@ from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
 from mecdp.config import Settings, init_workspace
+from mecdp.console.layering_views import install_layering_console
 from mecdp.console.views import install_console
 from mecdp.identity.api import build_identity_router
 from mecdp.store import Store, open_store
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(build_profiles_router(state))
     install_layering(app, state)  # routes + the compute scheduler (after the stream workers)
     install_console(app, state)
+    install_layering_console(app, state)  # after install_layering: uses its scheduler
 
     @app.get("/healthz", include_in_schema=False, dependencies=[PUBLIC])
     def healthz() -> dict[str, str]:

@@ -8,3 +8,12 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+// A compute form says it is working and cannot be sent twice while the run goes.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.dataset.busyText) return;
+  const button = form.querySelector("button[type=submit]");
+  if (button) {
+    setTimeout(() => { button.disabled = true; button.textContent = form.dataset.busyText; }, 0);
+  }
+});
