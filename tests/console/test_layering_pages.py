@@ -32,6 +32,7 @@ class Site:
     server: RunningServer
     fixture: PrivacyFixture
     members: Members
+    before_first_run: dict[str, httpx.Response]  # console pages of a fresh install
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     workspace = tmp_path_factory.mktemp("layering_console") / "ws"
     fixture, members = seed_workspace(workspace)
     with start_server(workspace) as server:
+        with _session(server, "marketer") as console:
+            before = {p: console.get(f"/console/layering{p}") for p in ("", "/tags", "/migration")}
         with httpx.Client(base_url=server.url, timeout=120) as http:
             for as_of in (EARLY, LATE):
                 done = http.post(
@@ -47,7 +50,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                     headers=_key(fixture, "marketer"),
                 )
                 assert done.status_code == 200, done.text
-        yield Site(server, fixture, members)
+        yield Site(server, fixture, members, before)
 
 
 def _key(fixture: PrivacyFixture, role: str = "analyst") -> dict[str, str]:
@@ -120,6 +123,16 @@ def _yuan(text: str) -> float:
 def _column_by_value(rows: list[tuple[dict[str, str], list[str]]], column: int) -> dict[str, int]:
     """{data-value: the count in `column`} for body rows."""
     return {a["data-value"]: _count(cells[column]) for a, cells in rows if "data-value" in a}
+
+
+def test_pages_before_the_first_run_say_so(site: Site) -> None:
+    overview, tags, migration = (site.before_first_run[p] for p in ("", "/tags", "/migration"))
+    assert overview.status_code == 200 and "尚未计算会员分层" in overview.text
+    counts = _column_by_value(_tables(overview.text)["layer-value_tier"], 1)
+    assert counts == dict.fromkeys(TIERS_ZH, 0)
+    assert tags.status_code == 200 and "暂无标签定义" in tags.text
+    assert migration.status_code == 200 and "尚未计算会员分层" in migration.text
+    assert 'data-testid="matrix"' not in migration.text
 
 
 def test_overview_shows_the_latest_run_and_counts_the_store_reports(site: Site) -> None:
@@ -353,3 +366,9 @@ def test_compute_button_runs_the_layering(site: Site) -> None:
     assert 'data-testid="run-as-of">2025-06-30' not in after.text  # as of now
     runs = _api(site, "/v1/compute/runs")
     assert runs[0]["run_id"] == run_id and len(runs) == 3
+    # the 玻尿酸 treatment of 2025-03-01 (270-day cycle) is overdue by now
+    overdue = _api(site, "/v1/tags/treatment_overdue")["members"]
+    assert overdue == 1
+    assert (
+        f'<span class="stat-label">已过期</span><span class="stat-value">{overdue}<' in after.text
+    )
