@@ -53,14 +53,18 @@ def check_purpose(purpose: str | None) -> None:
         )
 
 
+def visible_kinds(principal: Principal, purpose: str | None) -> frozenset[str]:
+    """The personal-data kinds the caller may see unmasked for `purpose` (before the store
+    scope check of `access_for`)."""
+    check_purpose(purpose)
+    if not principal.may(Permission.PERSONAL_DATA_UNMASKED):
+        return frozenset()
+    return unmasked_kinds(principal.role, purpose)
+
+
 def access_for(state: AppState, principal: Principal, purpose: str | None, one_id: str) -> Access:
     """The caller's view of `one_id`: unmasked kinds for the purpose, store scope checked."""
-    check_purpose(purpose)
-    visible = (
-        unmasked_kinds(principal.role, purpose)
-        if principal.may(Permission.PERSONAL_DATA_UNMASKED)
-        else frozenset()
-    )
+    visible = visible_kinds(principal, purpose)
     if visible:
         store_code = service.person_store(state.store.cursor(), one_id)
         check_member_scope(principal, store_code, f"person {one_id}")
@@ -206,6 +210,13 @@ class SearchHitPublic(BaseModel):
 
 # --------------------------------------------------------------------------- routes
 
+
+def _json(content: Any) -> Response:
+    """A pre-serialised JSON answer: the service shapes the view, validating it again against
+    the response model per request would cost more than the lookup (the model documents it)."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
 RefPath = Annotated[str, Path(max_length=300, description=REF_DOC)]
 PurposeQuery = Annotated[str | None, Query(max_length=64, description=PURPOSE_DOC)]
 
@@ -247,21 +258,20 @@ def build_profiles_router(state: AppState) -> APIRouter:
         """The 360° view: identity, traits with sources, identifiers, cards, consents, tags,
         scores and (for a caller who may see medical data) treatment due dates."""
         cur = state.store.cursor()
+        if not visible_kinds(principal, purpose):
+            # masked: no store scope to check, so a one_id goes straight to its document
+            view = service.view_by_ref(cur, state.settings, ref, timeline_size=timeline)
+            return _json(service.mask_view(view, frozenset()))
         one_id = service.find_person(cur, state.settings, ref)
         access = access_for(state, principal, purpose, one_id)
         view = service.profile_view(
             cur, state.settings, one_id, medical=access.medical, timeline_size=timeline
         )
-        if access.visible:
-            sensitive = view["treatment_due"] is not None or bool(
-                view.get("timeline", {}).get("sensitive_included")
-            )
-            audit_unmasked(state, principal, purpose, one_id, "profiles.view", sensitive=sensitive)
-        # serialised here: the view is built by the service, validating it again per request
-        # would cost more than the lookup (the response model documents it)
-        return Response(
-            orjson.dumps(service.mask_view(view, access.visible)), media_type="application/json"
+        sensitive = view["treatment_due"] is not None or bool(
+            view.get("timeline", {}).get("sensitive_included")
         )
+        audit_unmasked(state, principal, purpose, one_id, "profiles.view", sensitive=sensitive)
+        return _json(service.mask_view(view, access.visible))
 
     @router.get("/{ref}/timeline", response_model=TimelinePublic)
     def timeline_page(

@@ -146,32 +146,33 @@ def write_documents(cur: duckdb.DuckDBPyConnection, scope: str | None) -> int:
 # (part, JSON text). Measured on the 2-core machine, a UNION ALL of plain branches costs
 # about half of the same reads as scalar subqueries, and formatting values in SQL (ISO times,
 # ordered aggregates) costs more than the reads: times are formatted in Python.
-READ_SQL = f"""
-SELECT 'document' AS part, document AS item FROM {DOCUMENTS} WHERE one_id = $1
-UNION ALL
+_BRANCHES = {
+    "document": f"SELECT 'document' AS part, document AS item FROM {DOCUMENTS} WHERE one_id = $1",
+    "consent": """
 SELECT 'consent', CAST(to_json(struct_pack(consent_id, seq, member_ref, purpose, channel,
        status, notice_version, notice_sha256, source, evidence, occurred_at, recorded_at,
        recorded_by)) AS VARCHAR)
-FROM consents WHERE member_ref = $2
-UNION ALL
+FROM consents WHERE member_ref = $2""",
+    # computed_at: when the member got this value (a compute run writes only changes)
+    "tag": """
 SELECT 'tag', CAST(to_json(struct_pack(t.tag_id, d.name_zh, d.name_en, d.category,
-       d.value_type, t.value, t.computed_at)) AS VARCHAR)
-FROM customer_tags t LEFT JOIN tag_definitions d ON d.tag_id = t.tag_id WHERE t.one_id = $1
-UNION ALL
-SELECT 'history', CAST(to_json(struct_pack(tag_id, change, changed_at)) AS VARCHAR)
-FROM customer_tag_history WHERE one_id = $1
-UNION ALL
+       d.value_type, t.value, since := t.computed_at)) AS VARCHAR)
+FROM customer_tags t LEFT JOIN tag_definitions d ON d.tag_id = t.tag_id WHERE t.one_id = $1""",
+    "scores": """
 SELECT 'scores', CAST(to_json(struct_pack(as_of, recency_days, frequency, monetary_fen,
        r_score, f_score, m_score, rfm_segment, value_tier, p_alive, expected_purchases_90,
        expected_purchases_180, expected_purchases_365, expected_value_365_fen, clv_12m_fen,
        purchase_tier, interaction_tier, interaction_channels, interactions_90d,
        preferred_category)) AS VARCHAR)
-FROM scores WHERE one_id = $1
-UNION ALL
+FROM scores WHERE one_id = $1""",
+    "due": """
 SELECT 'due', CAST(to_json(struct_pack(item_code, item_name, category, last_performed_at,
        cycle_days, due_on, status)) AS VARCHAR)
-FROM treatment_due WHERE one_id = $1 AND $3
-"""
+FROM treatment_due WHERE one_id = $1""",
+}
+# parameters: $1 one_id, $2 member_ref; the due dates only for a caller who may see them
+READ_SQL = "\nUNION ALL\n".join(v for k, v in _BRANCHES.items() if k != "due")
+READ_WITH_DUE_SQL = "\nUNION ALL\n".join(_BRANCHES.values())
 LIVE_DOCUMENT_SQL = f"SELECT document FROM ({document_sql('one_id = $1')})"
 
 
@@ -232,29 +233,11 @@ def _latest_consents(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _tags(tags: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Current tags with since when the member holds the value (the latest gained/changed
-    history row; the computation time when there is no history). Times compare as DuckDB's
-    JSON text (fixed-width date and time, fraction after)."""
-    since: dict[str, str] = {}
-    for h in history:
-        if h["change"] == "lost":
-            continue
-        if h["tag_id"] not in since or h["changed_at"] > since[h["tag_id"]]:
-            since[h["tag_id"]] = h["changed_at"]
-    out = [
-        {
-            "tag_id": t["tag_id"],
-            "name_zh": t["name_zh"],
-            "name_en": t["name_en"],
-            "category": t["category"],
-            "value_type": t["value_type"],
-            "value": t["value"],
-            "since": iso_text(since.get(t["tag_id"], t["computed_at"])),
-        }
-        for t in tags
-    ]
-    return sorted(out, key=lambda t: (t["category"] is None, t["category"] or "", t["tag_id"]))
+def _tags(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Current tags by category (none last), then tag_id, with since as an ISO time."""
+    for t in tags:
+        t["since"] = iso_text(t["since"])
+    return sorted(tags, key=lambda t: (t["category"] is None, t["category"] or "", t["tag_id"]))
 
 
 def read_parts(
@@ -262,7 +245,7 @@ def read_parts(
 ) -> ViewParts:
     """Everything the 360° view of `one_id` shows, in one statement (a person built before
     the documents existed is read from the profile tables instead)."""
-    rows = cur.execute(READ_SQL, [one_id, member_ref, due]).fetchall()
+    rows = cur.execute(READ_WITH_DUE_SQL if due else READ_SQL, [one_id, member_ref]).fetchall()
     found: dict[str, list[Any]] = {}
     for part, item in rows:
         found.setdefault(part, []).append(item)
@@ -284,10 +267,7 @@ def read_parts(
     return ViewParts(
         document=order_document(orjson.loads(document)) if document is not None else None,
         consents=_latest_consents([orjson.loads(c) for c in found.get("consent", ())]),
-        tags=_tags(
-            [orjson.loads(t) for t in found.get("tag", ())],
-            [orjson.loads(h) for h in found.get("history", ())],
-        ),
+        tags=_tags([orjson.loads(t) for t in found.get("tag", ())]),
         scores=scores,
         treatment_due=due_rows,
     )

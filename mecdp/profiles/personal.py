@@ -39,15 +39,26 @@ def _vault_module() -> Any:
         return None
 
 
+_VAULTS: dict[tuple[str, str | None, str | None], Any] = {}
+
+
 def _vault(settings: Settings) -> Any:
-    """The workspace vault; None before phase B or in a workspace without a key ring."""
+    """The workspace vault; None before phase B or in a workspace without a key ring.
+
+    Kept per workspace here: `vault_for` resolves the workspace path on every call (file
+    system calls that cost more than the decryption on the lookup path)."""
+    key = (str(settings.workspace), settings.data_keys, settings.secret_key)
+    found = _VAULTS.get(key)
+    if found is not None:
+        return found
     module = _vault_module()
     if module is None:
         return None
     try:
-        return module.vault_for(settings)
+        found = _VAULTS[key] = module.vault_for(settings)
     except OSError:
         return None
+    return found
 
 
 def normalise(id_type: str, value: str) -> str:

@@ -513,6 +513,25 @@ def profile_view(
     return view
 
 
+def view_by_ref(
+    cur: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ref: str,
+    *,
+    medical: bool = False,
+    timeline_size: int = 0,
+) -> dict[str, Any]:
+    """`profile_view` of the person behind `ref` (see `find_person`). A one_id goes straight
+    to its document (one statement for the whole lookup); OneID is asked only when that
+    misses (a merged one_id redirects, an unknown one is a NotFound)."""
+    id_type, value = parse_ref(ref)
+    if id_type == "one_id":
+        with contextlib.suppress(NotFound):
+            return profile_view(cur, settings, value, medical=medical, timeline_size=timeline_size)
+    one_id = find_person(cur, settings, ref)
+    return profile_view(cur, settings, one_id, medical=medical, timeline_size=timeline_size)
+
+
 # --------------------------------------------------------------------------- timeline
 
 _CURSOR = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+)\|(.{1,300})$")

@@ -246,9 +246,10 @@ def profile_row(store: Store, one_id: str) -> dict[str, Any]:
 
 
 def seed_layering(store: Store, one_id: str) -> None:
-    """What `mecdp compute` writes for one member, in its tables' shape: two tag definitions
-    and the member's tags (沉睡 gained, then regained; 价值分层 高价值 without history), a scores
-    row, and two treatment due dates (sensitive medical data)."""
+    """What `mecdp compute` writes for one member, in its tables' shape: two tag definitions,
+    the member's tags (沉睡 gained, lost and gained again; 价值分层 高价值) with computed_at when
+    the member got the value, a scores row, and two treatment due dates (sensitive medical
+    data)."""
     cur = store.cursor()
     cur.execute(
         "INSERT INTO tag_definitions VALUES "
@@ -259,7 +260,7 @@ def seed_layering(store: Store, one_id: str) -> None:
     )
     cur.execute(
         "INSERT INTO customer_tags VALUES "
-        "(?, 'dormant', 'true', 1, TIMESTAMP '2025-06-01 02:00:00'), "
+        "(?, 'dormant', 'true', 1, TIMESTAMP '2025-05-01 02:00:00'), "
         "(?, 'value_tier', 'high_value', 1, TIMESTAMP '2025-06-01 02:00:00.5')",
         [one_id, one_id],
     )

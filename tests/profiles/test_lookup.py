@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from profiles.conftest import PHONE
 from profiles.factories import Chain, one_id_of, seed_layering
 
 from mecdp.config import Settings
+from mecdp.errors import NotFound
 from mecdp.privacy import consent
 from mecdp.profiles import lookup, service
 from mecdp.store import Store
@@ -83,6 +85,11 @@ def test_refresh_keeps_documents_current_and_merges_drop_the_merged_away_ones(
     assert view["merged_from"] == [other_id]
     assert view["identifiers"] == service.identifiers(cur, settings, member)
     assert len(view["identifiers"]["phone"]) == 2
+    # a lookup by the merged-away one_id or by either phone finds the survivor's view
+    for ref in (other_id, member, "phone:139 0000 0002", f"phone:{PHONE}"):
+        assert service.view_by_ref(cur, settings, ref) == view, ref
+    with pytest.raises(NotFound):
+        service.view_by_ref(cur, settings, "OID99999999")
 
 
 def test_consent_changes_show_on_the_next_read(
@@ -119,7 +126,7 @@ def test_tags_scores_and_due_dates_in_the_view(
             "category": "lifecycle",
             "value_type": "boolean",
             "value": "true",
-            "since": "2025-05-01T02:00:00Z",  # regained after a loss: the latest gain
+            "since": "2025-05-01T02:00:00Z",
         },
         {
             "tag_id": "value_tier",
@@ -128,7 +135,7 @@ def test_tags_scores_and_due_dates_in_the_view(
             "category": "value",
             "value_type": "enum",
             "value": "high_value",
-            "since": "2025-06-01T02:00:00.500000Z",  # no history: when it was computed
+            "since": "2025-06-01T02:00:00.500000Z",
         },
     ]
     scores = view["scores"]
@@ -194,8 +201,8 @@ def test_one_statement_of_index_scans_reads_a_profile(store: Store, member: str)
     row = (
         store.cursor()
         .execute(
-            "EXPLAIN (ANALYZE, FORMAT json) " + lookup.READ_SQL,
-            [member, service.member_ref(member), True],
+            "EXPLAIN (ANALYZE, FORMAT json) " + lookup.READ_WITH_DUE_SQL,
+            [member, service.member_ref(member)],
         )
         .fetchone()
     )
@@ -205,7 +212,6 @@ def test_one_statement_of_index_scans_reads_a_profile(store: Store, member: str)
         "profile_documents",
         "consents",
         "customer_tags",
-        "customer_tag_history",
         "scores",
         "treatment_due",
     }
