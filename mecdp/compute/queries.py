@@ -297,6 +297,10 @@ def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- one member
 
 
+# Tag categories derived from treatments: shown with a member only where the due dates are.
+MEDICAL_TAG_CATEGORIES = frozenset({"treatment"})
+
+
 def _member_tags(cur: duckdb.DuckDBPyConnection, one_id: str) -> list[dict[str, Any]]:
     columns = ("tag_id", "name_zh", "name_en", "category", "value_type", "value")
     rows = cur.execute(
@@ -335,6 +339,8 @@ def member_layering(
     caller may see sensitive medical data) treatment due dates."""
     scores = _one_row(cur, "SELECT * FROM scores WHERE one_id = ?", one_id)
     tags = _member_tags(cur, one_id)
+    if not medical:  # treatment tags are derived from medical data (PIPL Art. 28)
+        tags = [t for t in tags if t.get("category") not in MEDICAL_TAG_CATEGORIES]
     if scores is None and not tags:
         known = cur.execute("SELECT 1 FROM profiles WHERE one_id = ?", [one_id]).fetchone()
         if known is None:

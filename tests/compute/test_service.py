@@ -249,3 +249,18 @@ def test_system_tags_cannot_be_saved_or_deleted(store: Store) -> None:
         service.save_definition(cur, definition, "tester")
     with pytest.raises(NotFound):
         service.delete_definition(cur, "no_such_tag")
+
+
+def test_treatment_tags_show_only_where_medical_data_may(store: Store, members: Members) -> None:
+    from mecdp.compute.queries import member_layering
+
+    # the 玻尿酸 treatment of 2025-03-01 is next due 270 days later: upcoming in November
+    service.compute_all(store, as_of=datetime(2025, 11, 10))
+    cur = store.cursor()
+    assert _tags(store, members.treated)["treatment_due_soon"] == "true"
+    plain = member_layering(cur, members.treated, medical=False)
+    medical = member_layering(cur, members.treated, medical=True)
+    assert "treatment_due_soon" not in {t["tag_id"] for t in plain["tags"]}
+    assert plain["treatment_due"] is None
+    assert "treatment_due_soon" in {t["tag_id"] for t in medical["tags"]}
+    assert [d["status"] for d in medical["treatment_due"]] == ["upcoming"]
