@@ -200,7 +200,7 @@ def api_definitions(cur: duckdb.DuckDBPyConnection) -> list[TagDefinition]:
     for row in rows:
         data = dict(zip(keys, row, strict=True))
         data["rule"] = json.loads(data["rule"])
-        out.append(TagDefinition.model_validate(data))
+        out.append(tags.parse_definition(data, source="tag_definitions (saved by the API)"))
     return out
 
 
