@@ -10,9 +10,10 @@ DuckDB or Spark through the engine seam) over the member facts whose last step i
   >= X, in the window), course (疗程型: course-card orders in the window), promotion_driven
   (促销驱动型: share of window orders with a promo line >= s and at least n orders),
   one_time (单次体验型: exactly one order ever). Orders count by distinct order_no.
-* ``interaction_tier``: interactions plus tracked events (of ``event_types``) in the window
-  ``[as_of - window_days, as_of]``; score = recency points (days from the last touch's day to
-  as_of's day, first band with days <= max_days) + frequency points (touches, first band
+* ``interaction_tier``: interactions plus tracked events (of ``event_types``) at most
+  ``window_days`` calendar days old (days in China, UTC+8, as everywhere in layering);
+  score = recency points (days from the last touch to as_of, first band with
+  days <= max_days) + frequency points (touches, first band
   with touches >= min_count) + breadth points (distinct channels, likewise), bands tried
   highest points first; ``high`` when score >= high_min_score, ``low`` for any other
   member with a touch, ``none`` without.
@@ -32,7 +33,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from mecdp.compute.config import (
     CountBand,
@@ -44,11 +45,12 @@ from mecdp.compute.config import (
     PurchaseRules,
     RecencyBand,
     VipRule,
-    date_literal,
+    day_literal,
     sql_string,
     sql_strings,
+    window_start,
 )
-from mecdp.compute.facts import EVENTS, INTERACTIONS, MEMBERS, ORDERS, TREATMENTS, ts_literal
+from mecdp.compute.facts import EVENTS, INTERACTIONS, MEMBERS, ORDERS, TREATMENTS, local_day
 from mecdp.store.engine import SqlStep
 
 OUTPUT = "cm_out_behaviour"
@@ -63,7 +65,7 @@ def _purchase_steps(rules: PurchaseRules, as_of: datetime) -> list[SqlStep]:
             high_end = f"({high_end} OR luxury)"
     in_window = "TRUE"
     if rules.window_days is not None:
-        in_window = f"max(ordered_at) >= {ts_literal(as_of - timedelta(days=rules.window_days))}"
+        in_window = f"max(ordered_at) >= {window_start(as_of, rules.window_days)}"
     per_order = f"""
 SELECT one_id, order_no, {in_window} AS in_window,
        sum(coalesce(paid_fen, 0)) AS paid_fen,
@@ -121,7 +123,7 @@ def _points(value: str, bands: Sequence[RecencyBand | CountBand]) -> str:
 
 
 def _interaction_steps(rules: InteractionRules, as_of: datetime) -> list[SqlStep]:
-    start = ts_literal(as_of - timedelta(days=rules.window_days))
+    start = window_start(as_of, rules.window_days)
     event_filter = ""
     if rules.event_types is not None:
         event_filter = f"AND type IN ({sql_strings(rules.event_types)})"
@@ -133,7 +135,7 @@ SELECT one_id, occurred_at, channel FROM {EVENTS} WHERE occurred_at >= {start} {
     # per channel first: cheaper than count(DISTINCT channel) over every touch
     per_member = f"""
 SELECT one_id, sum(touches) AS touches, count(channel) AS channels,
-       date_diff('day', CAST(max(last_at) AS DATE), {date_literal(as_of)}) AS days_since
+       date_diff('day', {local_day("max(last_at)")}, {day_literal(as_of)}) AS days_since
 FROM (SELECT one_id, channel, count(*) AS touches, max(occurred_at) AS last_at
       FROM bh_touch GROUP BY one_id, channel) c
 GROUP BY one_id

@@ -14,9 +14,9 @@ one row per (one_id, item_code) the member was treated with, exactly the columns
   (e.g. surgery). While a course card (疗程卡) of the item has sessions left as of as_of
   (course-card sessions bought minus treatments of the item since the first card
   purchase), the item's ``course_interval_days`` applies instead, when given.
-* due_on = the (UTC) day of last_performed_at + cycle_days.
-* status: ``overdue`` when due_on is before as_of's day, ``upcoming`` (即将到期) when due_on
-  is as_of's day or up to ``upcoming_days`` days later, else ``not_due``.
+* due_on = the day (in China, UTC+8) of last_performed_at + cycle_days.
+* status: ``overdue`` when due_on is before as_of's day in China, ``upcoming`` (即将到期)
+  when due_on is that day or up to ``upcoming_days`` days later, else ``not_due``.
 
 Example:
     >>> from datetime import datetime
@@ -27,10 +27,10 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from mecdp.compute.config import CycleRules, LayeringConfig, date_literal, sql_string
-from mecdp.compute.facts import ORDERS, TREATMENTS
+from mecdp.compute.config import CycleRules, LayeringConfig, day_literal, sql_string
+from mecdp.compute.facts import ORDERS, TREATMENTS, local_day
 from mecdp.store.engine import SqlStep
 
 OUTPUT = "cm_out_due"
@@ -136,14 +136,14 @@ SELECT y.one_id, y.item_code, y.item_name, y.category, y.last_performed_at,
 FROM cy_cycle y
 LEFT JOIN cy_open_card o ON o.one_id = y.one_id AND o.item_code = y.item_code
 """
-    today = date_literal(as_of)
-    horizon = date_literal(as_of + timedelta(days=rules.upcoming_days))
+    today = day_literal(as_of)
+    horizon = day_literal(as_of, rules.upcoming_days)
     out = f"""
 SELECT one_id, item_code, item_name, category, last_performed_at, cycle_days, due_on,
        CASE WHEN due_on < {today} THEN 'overdue'
             WHEN due_on <= {horizon} THEN 'upcoming'
             ELSE 'not_due' END AS status
-FROM (SELECT d.*, CAST(CAST(last_performed_at AS DATE) + cycle_days AS DATE) AS due_on
+FROM (SELECT d.*, CAST({local_day("last_performed_at")} + cycle_days AS DATE) AS due_on
       FROM cy_due d) x
 """
     return [

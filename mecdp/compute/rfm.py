@@ -6,9 +6,11 @@ read the member facts (`mecdp.compute.facts`) and nothing else:
 
 1. ``cm_rfm_values`` (work table): members with at least one paid order:
    ``one_id, recency_days, frequency, monetary_fen``.
-   recency_days = days from the last paid order's day to as_of's day (all history);
-   frequency = distinct orders and monetary_fen = paid spend in the window
-   ``[as_of - rfm.window_days, as_of]`` (by each order line's time).
+   recency_days = calendar days (in China, UTC+8, like ``order_day``) from the last paid
+   order to as_of (all history); frequency = distinct orders and monetary_fen = paid spend
+   in the window of ``rfm.window_days`` days (from midnight in China that many days before
+   as_of's day up to as_of: an order is in it exactly when recency_days would be at most
+   window_days).
 2. ``cm_rfm_hist``, ``cm_rfm_cuts`` (work tables): members per (metric, value); the cut-offs
    c1..c4 per metric.
 3. ``cm_out_rfm_cutoffs``: how scores were given, one row per (metric, score):
@@ -36,11 +38,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from mecdp.compute.config import RFM_METRICS, SEGMENTS, LayeringConfig, RfmRules, date_literal
-from mecdp.compute.facts import MEMBERS, ORDERS, ts_literal
+from mecdp.compute.config import (
+    RFM_METRICS,
+    SEGMENTS,
+    LayeringConfig,
+    RfmRules,
+    day_literal,
+    window_start,
+)
+from mecdp.compute.facts import MEMBERS, ORDERS, local_day
 from mecdp.store.engine import SqlStep
 
 VALUES = "cm_rfm_values"
@@ -55,10 +64,10 @@ SCORE_LETTER = {"recency_days": "r", "frequency": "f", "monetary_fen": "m"}
 def _values_sql(rules: RfmRules, as_of: datetime) -> str:
     # one pass over the order lines: a single distinct count is cheaper than grouping
     # 10M lines by order first
-    start = ts_literal(as_of - timedelta(days=rules.window_days))
+    start = window_start(as_of, rules.window_days)
     return f"""
 SELECT one_id,
-       CAST(date_diff('day', CAST(max(ordered_at) AS DATE), {date_literal(as_of)}) AS INTEGER)
+       CAST(date_diff('day', max(order_day), {day_literal(as_of)}) AS INTEGER)
            AS recency_days,
        CAST(count(DISTINCT CASE WHEN ordered_at >= {start} THEN order_no END) AS BIGINT)
            AS frequency,
@@ -202,14 +211,14 @@ FROM rfm_scores s CROSS JOIN (SELECT {high_from}
         f"            WHEN s.rfm_segment = '{seg}' THEN '{tier}'"
         for seg, tier in rules.tier_of_segment.items()
     )
-    as_of_day = date_literal(as_of)
+    as_of_day = day_literal(as_of)
     out = f"""
 SELECT m.one_id, s.recency_days, CAST(coalesce(s.frequency, 0) AS BIGINT) AS frequency,
        CAST(coalesce(s.monetary_fen, 0) AS BIGINT) AS monetary_fen,
        s.r_score, s.f_score, s.m_score, s.rfm_segment,
        CASE WHEN s.one_id IS NULL THEN
                 CASE WHEN m.first_seen IS NULL
-                       OR date_diff('day', CAST(m.first_seen AS DATE), {as_of_day})
+                       OR date_diff('day', {local_day("m.first_seen")}, {as_of_day})
                           > {rules.dormant_after_days}
                      THEN 'dormant' ELSE 'potential' END
             WHEN s.recency_days > {rules.dormant_after_days} THEN 'dormant'

@@ -59,20 +59,21 @@ def test_cycle_comes_from_item_then_name_then_catalog_then_category() -> None:
 
 def test_status_at_the_exact_boundaries() -> None:
     f = Facts()
-    for one_id in ("due_today", "due_yesterday", "last_upcoming", "first_not_due", "late_utc"):
+    for one_id in ("due_today", "due_yesterday", "last_upcoming", "first_not_due", "china_day"):
         f.member(one_id)
     f.treatment("due_today", day(21), "SKN001")  # 21-day cycle: due today -> upcoming
     f.treatment("due_yesterday", day(22), "SKN001")
     f.treatment("last_upcoming", day(120), "INJ002")  # 150 days: due in 30 days
     f.treatment("first_not_due", day(119), "INJ002")  # due in 31 days
-    f.treatment("late_utc", day(22, "23:59:59"), "SKN001")  # the UTC day counts
+    # 23:59 UTC is 07:59 the next morning in China: the day in China counts
+    f.treatment("china_day", day(22, "23:59:59"), "SKN001")
     got = {k[0]: (v["due_on"], v["status"]) for k, v in compute(f).items()}
     assert got == {
         "due_today": (TODAY, "upcoming"),
         "due_yesterday": (TODAY - timedelta(days=1), "overdue"),
         "last_upcoming": (TODAY + timedelta(days=30), "upcoming"),
         "first_not_due": (TODAY + timedelta(days=31), "not_due"),
-        "late_utc": (TODAY - timedelta(days=1), "overdue"),
+        "china_day": (TODAY, "upcoming"),
     }
 
 

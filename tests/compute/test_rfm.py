@@ -239,9 +239,10 @@ def test_tier_mapping_is_configurable(eight_facts: Facts) -> None:
 def test_window_boundary_and_order_lines() -> None:
     f = Facts()
     f.member("m")
-    start = AS_OF - timedelta(days=365)
-    f.order("m", (start - timedelta(minutes=1)).isoformat(sep=" "), 100)  # just outside
-    f.order("m", start.isoformat(sep=" "), 200)  # exactly at the start: inside
+    # the window's first day is 365 days before as_of's day (2025-01-01 in China): it
+    # starts at midnight in China, 2024-01-01 16:00 UTC
+    f.order("m", "2024-01-01 15:59:59", 100)  # just outside
+    f.order("m", "2024-01-01 16:00:00", 200)  # the first moment inside
     f.order("m", _day(3), 300, order_no="X1")
     f.order("m", _day(3), 50, order_no="X1", item="PRD001")  # second line of the same order
     f.order("m", (AS_OF + timedelta(seconds=1)).isoformat(sep=" "), 999)  # after as_of
