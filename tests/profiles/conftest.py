@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from profiles.factories import Chain, one_id_of
+from profiles.factories import Chain, one_id_of, seed_layering
+from servers import PrivacyFixture, seed_privacy_workspace
 
 from mecdp.config import Settings, init_workspace
 from mecdp.profiles.service import build_profiles
@@ -78,3 +79,21 @@ def seed_member(chain: Chain) -> str:
     chain.event("2024-04-12 10:00:00", phone=PHONE)
     chain.interaction("2024-08-01 10:00:00", phone=PHONE)
     return member
+
+
+def seed_profile_workspace(workspace: Path) -> tuple[PrivacyFixture, str]:
+    """A workspace for a real server: users and API keys per role (consultants serve SH01),
+    张小雅 resolved and built (home store SH01) with the tags, scores and treatment due dates
+    `mecdp compute` writes. Returns the credentials and her one_id."""
+    fixture = seed_privacy_workspace(workspace)
+    store = open_store(Settings(workspace=workspace).db_path)
+    try:
+        chain = Chain(store)
+        record = seed_member(chain)
+        chain.resolve()
+        build_profiles(store)
+        one_id = one_id_of(store, record)
+        seed_layering(store, one_id)
+    finally:
+        store.close()
+    return fixture, one_id

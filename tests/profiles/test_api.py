@@ -1,5 +1,6 @@
 """Profile API on a real server: masking per role, audited unmasked reads, store scope,
-paging, the one error shape, OpenAPI."""
+paging, tags/scores/treatment due dates (gated by role, purpose and consent), the one error
+shape, OpenAPI."""
 
 from __future__ import annotations
 
@@ -8,13 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from profiles.conftest import PHONE, seed_member
-from profiles.factories import Chain, one_id_of
-from servers import PrivacyFixture, RunningServer, seed_privacy_workspace, start_server
-
-from mecdp.config import Settings
-from mecdp.profiles.service import build_profiles
-from mecdp.store import open_store
+from profiles.conftest import PHONE, seed_profile_workspace
+from servers import PrivacyFixture, RunningServer, start_server
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +18,9 @@ def server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[RunningServer, PrivacyFixture, str]]:
     workspace = tmp_path_factory.mktemp("profiles") / "ws"
-    fixture = seed_privacy_workspace(workspace)
-    store = open_store(Settings(workspace=workspace).db_path)
-    try:
-        chain = Chain(store)
-        member = one_id_holder = seed_member(chain)
-        chain.resolve()
-        build_profiles(store)
-        one_id_holder = one_id_of(store, member)
-    finally:
-        store.close()
+    fixture, one_id = seed_profile_workspace(workspace)
     with start_server(workspace) as running:
-        yield running, fixture, one_id_holder
+        yield running, fixture, one_id
 
 
 def _as(fixture: PrivacyFixture, role: str) -> dict[str, str]:
@@ -165,3 +152,59 @@ def test_consultant_of_another_store_is_refused_unmasked_data(
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
         masked = http.get(f"/v1/profiles/{one_id}", headers={"Authorization": f"Bearer {key}"})
         assert masked.json()["identity"]["phone"] == "139****4586"
+
+
+def test_tags_and_scores_for_every_reader_due_dates_only_with_role_and_consent(
+    server: tuple[RunningServer, PrivacyFixture, str],
+) -> None:
+    running, fixture, one_id = server
+    with httpx.Client(base_url=running.url, timeout=30) as http:
+        marketer = http.get(f"/v1/profiles/{one_id}", headers=_as(fixture, "marketer")).json()
+        assert [(t["tag_id"], t["name_zh"], t["value"]) for t in marketer["tags"]] == [
+            ("dormant", "沉睡", "true"),
+            ("value_tier", "价值分层", "high_value"),
+        ]
+        assert marketer["tags"][0]["since"] == "2025-05-01T02:00:00Z"
+        scores = marketer["scores"]
+        assert (scores["rfm_segment"], scores["value_tier"], scores["clv_12m_fen"]) == (
+            "important_retain",
+            "high_value",
+            260000.25,
+        )
+        assert marketer["treatment_due"] is None  # no role for medical data
+        service_read = {"purpose": "service"}
+        consultant = _as(fixture, "consultant")
+        before = http.get(f"/v1/profiles/{one_id}", params=service_read, headers=consultant)
+        assert before.json()["treatment_due"] is None  # no separate consent yet
+        granted = http.post(
+            "/v1/consents",
+            json={
+                "member_ref": f"one_id:{one_id}",
+                "purpose": "sensitive_medical_processing",
+                "status": "granted",
+                "notice_version": "v1",
+                "notice_text": "我同意处理我的医疗信息",
+                "source": "in_store_form",
+                "evidence": "form-9",
+            },
+            headers=_as(fixture, "compliance"),
+        )
+        assert granted.status_code == 201, granted.text
+        after = http.get(f"/v1/profiles/{one_id}", params=service_read, headers=consultant)
+        due = after.json()["treatment_due"]  # the consent shows on the next read
+        assert [(d["item_code"], d["due_on"], d["status"]) for d in due] == [
+            ("HA01", "2025-01-05", "overdue"),
+            ("BTX01", "2025-07-29", "upcoming"),
+        ]
+        assert [c["purpose"] for c in after.json()["consents"]] == ["sensitive_medical_processing"]
+        audit = http.get(
+            "/v1/audit",
+            params={"action": "personal_data.read_unmasked", "limit": 1000},
+            headers=running.admin_headers(),
+        ).json()
+        assert audit[0]["detail"] == {"sensitive_medical": True}  # newest first
+        # a marketer still gets no due dates, consent or not
+        again = http.get(f"/v1/profiles/{one_id}", headers=_as(fixture, "marketer")).json()
+        assert again["treatment_due"] is None
+        schema = http.get("/openapi.json").json()["components"]["schemas"]["ProfilePublic"]
+        assert {"tags", "scores", "treatment_due"} <= set(schema["properties"])
