@@ -12,6 +12,7 @@ data is masked unless the caller is a consultant of the member's home store (pur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -25,6 +26,7 @@ from mecdp.api.deps import record_audit as write_audit
 from mecdp.api.errors import error_response
 from mecdp.api.profiles import audit_unmasked
 from mecdp.api.state import AppState
+from mecdp.compute.config import LayeringConfig
 from mecdp.console.formatting import format_money, format_time
 from mecdp.console.messages import LANG_COOKIE, pick_lang, translate
 from mecdp.errors import AuthenticationError, MeCdpError, NotFound
@@ -254,7 +256,7 @@ def install_console(app: FastAPI, state: AppState) -> None:
                 SERVICE,
                 person,
                 "console.profile",
-                sensitive=page.sensitive_included,
+                sensitive=page.sensitive_included or view["treatment_due"] is not None,
             )
         base = f"{PREFIX}/members/{person}"
         filters = {k: v for k, v in (("kind", kind), ("channel", channel)) if v}
@@ -277,9 +279,22 @@ def install_console(app: FastAPI, state: AppState) -> None:
             first_url=f"{base}?{urlencode(filters)}" if cursor else None,
             other_store=other_store,
             base_url=base,
+            label=_layering_label(state, console.lang(request)),
         )
 
     app.include_router(router)
+
+
+def _layering_label(state: AppState, lang: str) -> Callable[[str, str | None], str]:
+    """label(kind, key): the console label of a layering output key (RFM group, tiers, due
+    status, a system tag's value) from layering.yaml, in the page's language."""
+    config = LayeringConfig.load(state.settings.workspace)
+    label_lang = "en" if lang == "en" else "zh"
+
+    def label(kind: str, key: str | None) -> str:
+        return "—" if key is None else config.label(kind, key, label_lang)
+
+    return label
 
 
 def _console_access(
