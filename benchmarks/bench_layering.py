@@ -142,18 +142,35 @@ def plain_pandas(frames: dict[str, pd.DataFrame]) -> float:
     return time.perf_counter() - started
 
 
+def _sizes(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    tables = ("profiles", "orders", "appointments", "treatments", "interactions")
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables}
+    return {("members" if t == "profiles" else t): int(c[0]) if c else 0 for t, c in counts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas reference")
+    parser.add_argument(
+        "--db", type=Path, help="keep the synthesised store here (reused when it exists)"
+    )
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "bench.duckdb")
+        path = args.db or Path(tmp) / "bench.duckdb"
+        reuse = path.exists()
+        store = open_store(path)
         started = time.perf_counter()
-        sizes = synthesise(store.con, args.members)
+        if reuse:
+            store.con.execute("DELETE FROM customer_tags")  # a first run again
+            store.con.execute("DELETE FROM customer_tag_history")
+            store.con.execute("CHECKPOINT")
+        sizes = _sizes(store.con) if reuse else synthesise(store.con, args.members)
         console.print(
-            f"synthesised {sizes} in {time.perf_counter() - started:.1f} s", highlight=False
+            f"{'reused' if reuse else 'synthesised'} {sizes} in "
+            f"{time.perf_counter() - started:.1f} s",
+            highlight=False,
         )
         report = compute_all(store, as_of=AS_OF)
         bare = bare_duckdb(store.con)
@@ -161,7 +178,8 @@ def main() -> None:
         pandas_s = plain_pandas(frames) if frames is not None else float("nan")
         again = compute_all(store, as_of=AS_OF + timedelta(days=30))
         store.close()
-    table = Table(title=f"member layering, {args.members:,} members / {sizes['orders']:,} orders")
+    members = sizes["members"]
+    table = Table(title=f"member layering, {members:,} members / {sizes['orders']:,} orders")
     for col in ("job", "seconds", "vs compute_all"):
         table.add_column(col, justify="right" if col != "job" else "left")
     first = report.seconds

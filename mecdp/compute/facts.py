@@ -74,6 +74,10 @@ def fact_steps(as_of: datetime, scope: str | None = None) -> list[tuple[SqlStep,
         if scope
         else "profiles"
     )
+    # A full run takes every linked record (a profile build follows each resolve, so their
+    # one_ids have golden records; the stages start from cm_members): one join fewer on
+    # millions of rows.
+    person_join = f"JOIN {persons} p ON p.one_id = r.one_id" if scope else ""
     void = ", ".join(f"'{s}'" for s in VOID_ORDER_STATUSES)
     members = f"""
 SELECT one_id, gender, birthday, city, home_store, member_level, first_seen, last_seen,
@@ -90,7 +94,7 @@ SELECT r.one_id, o.record_id, o.order_no, o.ordered_at,
        coalesce(o.order_type, 'normal') AS order_type, o.sessions, o.store_code, o.channel
 FROM orders o
 JOIN identity_records r ON r.record_id = o.record_id
-JOIN {persons} p ON p.one_id = r.one_id
+{person_join}
 LEFT JOIN catalog c ON c.item_code = o.item_code
 WHERE coalesce(o.status, '') NOT IN ({void}) AND o.ordered_at <= {at}
 """
@@ -99,7 +103,7 @@ SELECT r.one_id, a.record_id, a.appointment_no, a.scheduled_at, a.arrived_at, a.
        a.item_code, a.store_code, a.channel, a.consultant
 FROM appointments a
 JOIN identity_records r ON r.record_id = a.record_id
-JOIN {persons} p ON p.one_id = r.one_id
+{person_join}
 WHERE a.scheduled_at <= {at}
 """
     treatments = f"""
@@ -108,7 +112,7 @@ SELECT r.one_id, t.record_id, t.treatment_no, t.performed_at, t.item_code,
        c.repeat_cycle_days, t.store_code
 FROM treatments t
 JOIN identity_records r ON r.record_id = t.record_id
-JOIN {persons} p ON p.one_id = r.one_id
+{person_join}
 LEFT JOIN catalog c ON c.item_code = t.item_code
 WHERE t.performed_at <= {at}
 """
@@ -117,7 +121,7 @@ SELECT r.one_id, i.record_id, i.occurred_at, i.channel, i.type, i.topic,
        c.category AS topic_category
 FROM interactions i
 JOIN identity_records r ON r.record_id = i.record_id
-JOIN {persons} p ON p.one_id = r.one_id
+{person_join}
 LEFT JOIN (SELECT name, min(category) AS category FROM catalog GROUP BY name) c
   ON c.name = i.topic
 WHERE i.occurred_at <= {at}
@@ -127,7 +131,7 @@ SELECT r.one_id, e.record_id, e.occurred_at, coalesce(e.channel, s.channel) AS c
        e.event
 FROM events e
 JOIN identity_records r ON r.record_id = e.record_id
-JOIN {persons} p ON p.one_id = r.one_id
+{person_join}
 LEFT JOIN sources s ON s.source_id = e.source_id
 WHERE e.occurred_at <= {at}
 """

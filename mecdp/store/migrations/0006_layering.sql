@@ -31,11 +31,10 @@ CREATE TABLE customer_tags (
     rule_version  INTEGER NOT NULL,
     computed_at   TIMESTAMP NOT NULL     -- when the member got this value (a run applies only changes)
 );
--- One row per (one_id, tag_id), kept by the compute run that rewrites the table; no composite
--- key (DuckDB's ART index serves single-column lookups only, and a full run rewrites millions
--- of rows: the indexes are rebuilt after the load).
+-- One row per (one_id, tag_id), kept by the compute run; no composite key (DuckDB's ART index
+-- serves single-column lookups only). Reads by tag scan: an index on a column with a few
+-- dozen values would cost far more to keep than it saves.
 CREATE INDEX customer_tags_one_id ON customer_tags (one_id);
-CREATE INDEX customer_tags_tag ON customer_tags (tag_id);
 
 -- Every change of a member's tag value (append-only): gained, lost, changed.
 -- "who became 沉睡 this month": change = 'gained' AND tag_id = 'dormant' AND changed_at >= ...
