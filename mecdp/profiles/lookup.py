@@ -51,39 +51,56 @@ def _json_list(row_struct: str, table: str, where: str) -> str:
     )
 
 
-def document_sql(where: str) -> str:
+@dataclass(frozen=True)
+class DocumentSources:
+    """Where a document's parts come from: the profile tables, or (`refresh_profiles`, the
+    full build) the build's outputs of the persons just built, which spares the stream path a
+    scan of the profile tables per batch."""
+
+    profiles: str = "profiles"
+    traits: str = "profile_traits"
+    identifiers: str = "profile_identifiers"
+    cards: str = "profile_course_cards"
+    built_at: str = "p.built_at"  # SQL: when the golden record was built
+
+
+PROFILE_TABLES = DocumentSources()
+
+
+def document_sql(where: str, sources: DocumentSources = PROFILE_TABLES) -> str:
     """SELECT one_id, document, built_at for the persons whose one_id passes `where` (a
     condition on a column named ``one_id``, e.g. ``TRUE`` or ``one_id = $1``)."""
     traits = _json_list(
         "struct_pack(trait, value, rule, source_id, record_id, "
         f"observed_at := {iso_sql('observed_at')}, candidates)",
-        "profile_traits",
+        sources.traits,
         where,
     )
     identifiers = _json_list(
         "struct_pack(id_type, id_value, id_value_enc, records, "
         f"first_seen := {iso_sql('first_seen')}, last_seen := {iso_sql('last_seen')})",
-        "profile_identifiers",
+        sources.identifiers,
         where,
     )
     cards = _json_list(
         "struct_pack(item_code, item_name, sessions_bought, sessions_used, sessions_left, "
         f"first_purchase_at := {iso_sql('first_purchase_at')}, "
         f"last_purchase_at := {iso_sql('last_purchase_at')})",
-        "profile_course_cards",
+        sources.cards,
         where,
     )
     merged = (
-        "SELECT to_one_id AS one_id, CAST(to_json(list(from_one_id ORDER BY from_one_id)) "
-        f"AS VARCHAR) AS items FROM (SELECT from_one_id, to_one_id AS one_id, to_one_id "
-        f"FROM identity_redirects) r WHERE {where} GROUP BY to_one_id"
+        "SELECT one_id, CAST(to_json(list(from_one_id ORDER BY from_one_id)) AS VARCHAR) "
+        "AS items FROM (SELECT from_one_id, to_one_id AS one_id FROM identity_redirects) r "
+        f"WHERE {where} GROUP BY one_id"
     )
-    times = ("first_seen", "last_seen", "first_order_at", "last_order_at", "built_at")
+    times = ("first_seen", "last_seen", "first_order_at", "last_order_at")
     profile = (
         "struct_pack(p.one_id, p.name, p.gender, birthday := strftime(p.birthday, '%Y-%m-%d'), "
         "p.city, p.home_store, home_store_name := s.name, p.consultant, p.member_level, "
         "p.preferred_channel, "
         + ", ".join(f"{t} := {iso_sql('p.' + t)}" for t in times)
+        + f", built_at := {iso_sql(sources.built_at)}"
         + ", p.orders, p.visits, p.total_spend_fen, p.avg_spend_fen, p.records)"
     )
     return f"""
@@ -97,8 +114,8 @@ SELECT p.one_id,
        || ',"identifiers":' || coalesce(i.items, '[]')
        || ',"course_cards":' || coalesce(c.items, '[]')
        || ',"merged_from":' || coalesce(m.items, '[]') || '}}' AS document,
-       p.built_at
-FROM (SELECT * FROM profiles WHERE {where}) p
+       {sources.built_at} AS built_at
+FROM (SELECT * FROM {sources.profiles} WHERE {where}) p
 LEFT JOIN stores s ON s.store_code = p.home_store
 LEFT JOIN pd_traits t ON t.one_id = p.one_id
 LEFT JOIN pd_identifiers i ON i.one_id = p.one_id
@@ -125,17 +142,21 @@ def _swap_in_fresh(cur: duckdb.DuckDBPyConnection, select: str) -> None:
     cur.execute(f"CREATE INDEX {DOCUMENTS_INDEX} ON {DOCUMENTS} (one_id)")
 
 
-def write_documents(cur: duckdb.DuckDBPyConnection, scope: str | None) -> int:
+def write_documents(
+    cur: duckdb.DuckDBPyConnection,
+    scope: str | None,
+    sources: DocumentSources = PROFILE_TABLES,
+) -> int:
     """(Re)write the documents of every person, or of those whose one_id is in the table
-    `scope` (merged-away ones lose theirs). Run after the profile tables are written, in the
-    same transaction. Returns the number of documents written."""
+    `scope` (merged-away ones lose theirs), from `sources`. Run after the profile tables are
+    written, in the same transaction. Returns the number of documents written."""
     if scope is None:
-        _swap_in_fresh(cur, document_sql("TRUE"))
+        _swap_in_fresh(cur, document_sql("TRUE", sources))
         row = cur.execute(f"SELECT count(*) FROM {DOCUMENTS}").fetchone()
     else:
         in_scope = f"one_id IN (SELECT one_id FROM {scope})"
         cur.execute(f"DELETE FROM {DOCUMENTS} WHERE {in_scope}")
-        cur.execute(f"INSERT INTO {DOCUMENTS} {document_sql(in_scope)}")
+        cur.execute(f"INSERT INTO {DOCUMENTS} {document_sql(in_scope, sources)}")
         row = cur.execute(f"SELECT count(*) FROM {DOCUMENTS} WHERE {in_scope}").fetchone()
     return int(row[0]) if row else 0
 

@@ -137,7 +137,14 @@ def _persist(cur: duckdb.DuckDBPyConnection, scoped: bool) -> int:
         "FROM pf_out_profiles",
         [now],
     )
-    lookup.write_documents(cur, build.SCOPE if scoped else None)
+    built = lookup.DocumentSources(
+        profiles="pf_out_profiles",
+        traits="pf_out_traits",
+        identifiers="pf_out_identifiers",
+        cards="pf_out_cards",
+        built_at=f"TIMESTAMP '{now.isoformat(sep=' ')}'",
+    )
+    lookup.write_documents(cur, build.SCOPE if scoped else None, built)
     return changes
 
 
