@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mecdp.compute.clv import ClvConfig
 from mecdp.compute.facts import CHINA_UTC_OFFSET_HOURS, ts_literal
 from mecdp.errors import InputError
 
@@ -211,6 +212,7 @@ class LayeringConfig(_Rules):
     rfm: RfmRules
     behaviour: BehaviourRules
     cycles: CycleRules
+    clv: ClvConfig = ClvConfig()
     labels: dict[str, dict[str, Label]]
 
     @model_validator(mode="after")

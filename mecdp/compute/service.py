@@ -341,11 +341,11 @@ def _engine_for(name: str, cur: duckdb.DuckDBPyConnection) -> Engine:
     raise InputError(f"unknown engine {name!r}: use duckdb or spark", field="engine")
 
 
-def _clv_stage(engine: Engine, as_of: datetime) -> dict[str, Any]:
+def _clv_stage(engine: Engine, as_of: datetime, config: LayeringConfig) -> dict[str, Any]:
     engine.run_pipeline(clv.summary_steps(as_of), CLV_SUMMARY)
     summary = engine.fetch_arrow(f"SELECT * FROM {CLV_SUMMARY}")
     try:
-        table, params = clv.fit_and_predict(summary)
+        table, params = clv.fit_and_predict(summary, config.clv)
     except (ValueError, InputError) as exc:  # too little history to fit: no CLV this run
         engine.register_arrow(OUT_CLV, CLV_COLUMNS.empty_table())
         return {"skipped": str(exc), "customers": summary.num_rows}
@@ -408,7 +408,7 @@ def run_stages(
         }
 
     def clv_stage() -> None:
-        parameters["clv"] = _clv_stage(engine, as_of)
+        parameters["clv"] = _clv_stage(engine, as_of, config)
 
     def behaviour_stage() -> None:
         engine.run_pipeline(behaviour.behaviour_steps(config, as_of), OUT_BEHAVIOUR)

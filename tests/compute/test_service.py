@@ -278,3 +278,13 @@ def test_a_bulk_write_rebuilds_the_indexes(
     history = cur.execute("SELECT count(*) FROM customer_tag_history").fetchone()
     assert history is not None and history[0] > first.tag_changes
     assert _tags(store, members.lapsed)["dormant"] == "true"
+
+
+def test_the_workspace_sets_the_clv_minimums(
+    store: Store, members: Members, tmp_path: Path
+) -> None:
+    (tmp_path / "layering.yaml").write_text("clv: {min_customers: 7}\n", encoding="utf-8")
+    report = service.compute_all(store, as_of=LATE, workspace=tmp_path)
+    assert report.parameters["clv"]["skipped"] == (
+        "BG/NBD needs at least 7 customers with a purchase, got 3"
+    )
