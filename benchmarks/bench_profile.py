@@ -284,11 +284,13 @@ async def _load(
     host: str, port: int, key: str, refs: list[str], rate: float, seconds: float, conns: int
 ) -> dict[str, Any]:
     """Open loop at `rate` (0: closed loop, as fast as `conns` connections go) for `seconds`
-    (0: closed loop over every ref exactly once)."""
+    (0: closed loop over every ref exactly once). An open loop the server cannot keep up with
+    stops sending at twice its planned length; the requests left unsent count as errors."""
     latencies: list[float] = []
     errors = 0
     start = time.perf_counter() + 0.2
     deadline = start + seconds
+    give_up = start + 2 * seconds
 
     async def worker(w: int) -> None:
         nonlocal errors
@@ -298,6 +300,9 @@ async def _load(
         while True:
             scheduled = start + k // conns * interval if rate else time.perf_counter()
             if (scheduled > deadline) if seconds else k >= len(refs):
+                break
+            if rate and time.perf_counter() > give_up:
+                errors += int((deadline - scheduled) / interval) + 1
                 break
             delay = scheduled - time.perf_counter()
             if delay > 0:
