@@ -457,30 +457,6 @@ def _expert_tags(
 # --------------------------------------------------------------------------- persist
 
 
-BULK_CHANGES = 200_000
-
-
-@contextmanager
-def _indexes_rebuilt(
-    cur: duckdb.DuckDBPyConnection, tables: tuple[str, ...], enabled: bool
-) -> Iterator[None]:
-    """When `enabled`: drop the tables' indexes around a bulk write, then create them again."""
-    found = (
-        cur.execute(
-            "SELECT index_name, sql FROM duckdb_indexes() "
-            f"WHERE table_name IN ({', '.join('?' for _ in tables)})",
-            list(tables),
-        ).fetchall()
-        if enabled
-        else []
-    )
-    for name, _ in found:
-        cur.execute(f"DROP INDEX {name}")
-    yield
-    for _, sql in found:
-        cur.execute(sql)
-
-
 def _persist_tags(
     cur: duckdb.DuckDBPyConnection, run_id: str, now: datetime, scoped: bool, tag_ids: list[str]
 ) -> int:
@@ -506,25 +482,20 @@ def _persist_tags(
         """
     )
     changes = _count(cur, "SELECT count(*) FROM cm_tag_changes")
-    current = _count(cur, "SELECT count(*) FROM customer_tags")
-    # Millions of changes (a first run, a new tag for everyone): keeping the ART indexes row
-    # by row costs more than building them again afterwards.
-    bulk = not scoped and changes >= BULK_CHANGES and changes >= current // 3
-    with _indexes_rebuilt(cur, ("customer_tags", "customer_tag_history"), bulk):
-        cur.execute(
-            "INSERT INTO customer_tag_history SELECT one_id, tag_id, change, value, "
-            "previous_value, rule_version, ?, ? FROM cm_tag_changes",
-            [now, run_id],
-        )
-        cur.execute(
-            "DELETE FROM customer_tags t USING cm_tag_changes c "
-            "WHERE c.change <> 'gained' AND t.one_id = c.one_id AND t.tag_id = c.tag_id"
-        )
-        cur.execute(
-            "INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
-            "FROM cm_tag_changes WHERE change <> 'lost'",
-            [now],
-        )
+    cur.execute(
+        "INSERT INTO customer_tag_history SELECT one_id, tag_id, change, value, "
+        "previous_value, rule_version, ?, ? FROM cm_tag_changes",
+        [now, run_id],
+    )
+    cur.execute(
+        "DELETE FROM customer_tags t USING cm_tag_changes c "
+        "WHERE c.change <> 'gained' AND t.one_id = c.one_id AND t.tag_id = c.tag_id"
+    )
+    cur.execute(
+        "INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
+        "FROM cm_tag_changes WHERE change <> 'lost'",
+        [now],
+    )
     cur.execute("DROP TABLE temp.cm_tag_changes")
     cur.unregister("cm_run_tag_ids")
     return changes

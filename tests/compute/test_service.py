@@ -266,20 +266,6 @@ def test_treatment_tags_show_only_where_medical_data_may(store: Store, members: 
     assert [d["status"] for d in medical["treatment_due"]] == ["upcoming"]
 
 
-def test_a_bulk_write_rebuilds_the_indexes(
-    store: Store, members: Members, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(service, "BULK_CHANGES", 0)  # every full run writes in bulk
-    first = service.compute_all(store, as_of=EARLY)
-    service.compute_all(store, as_of=LATE)
-    cur = store.cursor()
-    indexes = {r[0] for r in cur.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
-    assert {"customer_tags_one_id", "customer_tag_history_one_id"} <= indexes
-    history = cur.execute("SELECT count(*) FROM customer_tag_history").fetchone()
-    assert history is not None and history[0] > first.tag_changes
-    assert _tags(store, members.lapsed)["dormant"] == "true"
-
-
 def test_the_workspace_sets_the_clv_minimums(
     store: Store, members: Members, tmp_path: Path
 ) -> None:
