@@ -2,8 +2,9 @@
 
 A DuckDB statement costs far more to parse, plan and run than a Python step, and an ART
 index serves a point read only for an equality on one indexed column (see migration 0007).
-So ``GET /v1/profiles/{ref}`` reads everything it shows in one statement of uncorrelated
-scalar subqueries, each an indexed single-column read with the person's key as a constant:
+So ``GET /v1/profiles/{ref}`` reads everything it shows in one statement: a UNION ALL of one
+branch per part, each an indexed single-column point read with the person's key as a
+parameter, returning the part's rows as JSON text:
 
 * ``profile_documents``: the stored part of the 360° view as JSON (golden record with the
   home store's name, traits, identifiers, course cards, merged one_ids), written by the full
