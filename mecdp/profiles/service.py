@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mecdp.compute.queries import MEDICAL_TAG_CATEGORIES
 from mecdp.config import Settings
 from mecdp.errors import InputError, NotFound
 from mecdp.identity import service as identity
@@ -477,7 +478,8 @@ def profile_view(
     """The 360° view of one person (plain values; mask with `mask_view`): identity, summary,
     traits with sources, identifiers, course cards, current consents, tags, scores and -
     when `medical` (the caller may see sensitive medical data) and the member gave the
-    separate consent - treatment due dates (else ``treatment_due`` is None)."""
+    separate consent - treatment due dates (else ``treatment_due`` is None, and tags derived
+    from treatments are left out)."""
     ref = member_ref(one_id)
     due = medical and may_see_treatments(cur, one_id)
     parts = lookup.read_parts(cur, one_id, ref, due=due)
@@ -511,7 +513,10 @@ def profile_view(
         "identifiers": ids,
         "course_cards": parts.document["course_cards"],
         "consents": parts.consents,
-        "tags": parts.tags,
+        # tags derived from treatments are medical data too: shown where the due dates are
+        "tags": parts.tags
+        if due
+        else [t for t in parts.tags if t["category"] not in MEDICAL_TAG_CATEGORIES],
         "scores": parts.scores,
         "treatment_due": parts.treatment_due,
     }

@@ -83,12 +83,15 @@ def test_due_dates_for_a_consultant_of_the_store_with_the_members_consent(site: 
             timeout=30,
         )
         assert granted.status_code == 201, granted.text
-        due = _section(http.get(f"/console/members/{site.one_id}").text, "due")
+        page = http.get(f"/console/members/{site.one_id}").text
+        assert 'data-tag="treatment_overdue"' in _section(page, "tags")  # a treatment tag
+        due = _section(page, "due")
         assert "玻尿酸填充" in due and "已过期" in due and "2025-01-05" in due
         assert "肉毒素除皱" in due and "即将到期" in due and "2025-07-29" in due
     with _logged_in(site, "marketer1") as http:  # the consent gives a marketer nothing
         page = http.get(f"/console/members/{site.one_id}").text
         assert 'data-testid="due-hidden"' in page and "已过期" not in page
+        assert 'data-tag="treatment_overdue"' not in page
 
 
 def test_empty_sections_say_so(site: Site) -> None:

@@ -246,23 +246,27 @@ def profile_row(store: Store, one_id: str) -> dict[str, Any]:
 
 
 def seed_layering(store: Store, one_id: str) -> None:
-    """What `mecdp compute` writes for one member, in its tables' shape: two tag definitions,
-    the member's tags (沉睡 gained, lost and gained again; 价值分层 高价值) with computed_at when
-    the member got the value, a scores row, and two treatment due dates (sensitive medical
-    data)."""
+    """What `mecdp compute` writes for one member, in its tables' shape: three tag definitions,
+    the member's tags (沉睡 gained, lost and gained again; 价值分层 高价值; 已过期, a treatment tag
+    derived from medical data) with computed_at when the member got the value, a scores row,
+    and two treatment due dates (sensitive medical data)."""
     cur = store.cursor()
     cur.execute(
         "INSERT INTO tag_definitions VALUES "
         "('dormant', '沉睡', 'Dormant', NULL, 'crm', 'lifecycle', 'boolean', 'scheduled', "
         " '{\"kind\": \"aggregate\"}', 1, 'shipped', TRUE, TIMESTAMP '2025-01-01', 'test'), "
         "('value_tier', '价值分层', 'Value tier', NULL, 'crm', 'value', 'enum', 'scheduled', "
-        " '{\"kind\": \"trait\"}', 1, 'system', TRUE, TIMESTAMP '2025-01-01', 'test')"
+        " '{\"kind\": \"trait\"}', 1, 'system', TRUE, TIMESTAMP '2025-01-01', 'test'), "
+        "('treatment_overdue', '已过期', 'Treatment overdue', NULL, 'crm', 'treatment', "
+        " 'boolean', 'scheduled', '{\"kind\": \"system\"}', 1, 'system', TRUE, "
+        " TIMESTAMP '2025-01-01', 'test')"
     )
     cur.execute(
         "INSERT INTO customer_tags VALUES "
         "(?, 'dormant', 'true', 1, TIMESTAMP '2025-05-01 02:00:00'), "
-        "(?, 'value_tier', 'high_value', 1, TIMESTAMP '2025-06-01 02:00:00.5')",
-        [one_id, one_id],
+        "(?, 'value_tier', 'high_value', 1, TIMESTAMP '2025-06-01 02:00:00.5'), "
+        "(?, 'treatment_overdue', 'true', 1, TIMESTAMP '2025-06-01 02:00:00')",
+        [one_id, one_id, one_id],
     )
     cur.execute(
         "INSERT INTO customer_tag_history VALUES "

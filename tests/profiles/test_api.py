@@ -197,6 +197,8 @@ def test_tags_and_scores_for_every_reader_due_dates_only_with_role_and_consent(
             ("BTX01", "2025-07-29", "upcoming"),
         ]
         assert [c["purpose"] for c in after.json()["consents"]] == ["sensitive_medical_processing"]
+        # a tag derived from treatments shows where the due dates do
+        assert "treatment_overdue" in {t["tag_id"] for t in after.json()["tags"]}
         audit = http.get(
             "/v1/audit",
             params={"action": "personal_data.read_unmasked", "limit": 1000},
@@ -206,5 +208,6 @@ def test_tags_and_scores_for_every_reader_due_dates_only_with_role_and_consent(
         # a marketer still gets no due dates, consent or not
         again = http.get(f"/v1/profiles/{one_id}", headers=_as(fixture, "marketer")).json()
         assert again["treatment_due"] is None
+        assert [t["tag_id"] for t in again["tags"]] == ["dormant", "value_tier"]
         schema = http.get("/openapi.json").json()["components"]["schemas"]["ProfilePublic"]
         assert {"tags", "scores", "treatment_due"} <= set(schema["properties"])

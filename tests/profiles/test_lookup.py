@@ -153,10 +153,15 @@ def test_tags_scores_and_due_dates_in_the_view(
     assert scores["preferred_category"] == "注射"
     # treatment due dates are sensitive medical data: not without a role that may see them,
     assert view["treatment_due"] is None
-    # nor for such a role without the member's separate consent
-    assert service.profile_view(cur, settings, member, medical=True)["treatment_due"] is None
+    # nor for such a role without the member's separate consent; nor the tags derived from
+    # treatments (已过期), which are medical data too
+    no_consent = service.profile_view(cur, settings, member, medical=True)
+    assert no_consent["treatment_due"] is None
+    assert no_consent["tags"] == view["tags"]
     _consent(store, member, "sensitive_medical_processing", "granted", "2025-01-01T10:00:00Z")
-    due = service.profile_view(cur, settings, member, medical=True)["treatment_due"]
+    medical = service.profile_view(cur, settings, member, medical=True)
+    assert [t["tag_id"] for t in medical["tags"]] == ["dormant", "treatment_overdue", "value_tier"]
+    due = medical["treatment_due"]
     assert due == [
         {
             "item_code": "HA01",
