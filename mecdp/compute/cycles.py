@@ -116,7 +116,7 @@ JOIN cy_item_rule r
 WHERE r.cycle_days IS NOT NULL
 """
     cards = f"""
-SELECT one_id, item_code, sum(coalesce(sessions, 0)) AS sessions_bought,
+SELECT one_id, item_code, sum(coalesce(sessions, 0) * coalesce(quantity, 1)) AS sessions_bought,
        min(ordered_at) AS first_purchase_at
 FROM {ORDERS} WHERE order_type = 'course_card' AND item_code IS NOT NULL
 GROUP BY one_id, item_code

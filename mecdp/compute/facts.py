@@ -86,7 +86,7 @@ FROM {persons} p
 """
     orders = f"""
 SELECT r.one_id, o.record_id, o.order_no, o.ordered_at,
-       {local_day("o.ordered_at")} AS order_day,
+       {local_day("o.ordered_at")} AS order_day, o.quantity,
        CAST(coalesce(o.paid_fen, o.amount_fen) AS BIGINT) AS paid_fen,
        CAST(o.amount_fen AS BIGINT) AS amount_fen,
        coalesce(o.promo, FALSE) AS promo, o.item_code, coalesce(o.category, c.category) AS category,

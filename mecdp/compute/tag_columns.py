@@ -38,6 +38,7 @@ FACT_COLUMNS: dict[str, dict[str, ColumnType]] = {
         "order_no": "text",
         "ordered_at": "timestamp",
         "order_day": "date",
+        "quantity": "number",
         "paid_fen": "number",
         "amount_fen": "number",
         "promo": "boolean",

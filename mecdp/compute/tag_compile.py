@@ -347,7 +347,8 @@ SELECT b.one_id, b.item_code, b.sessions_bought,
        CAST(count(t.one_id) AS BIGINT) AS sessions_used,
        CAST(greatest(b.sessions_bought - count(t.one_id), 0) AS BIGINT) AS sessions_left,
        b.first_purchase_at, b.last_purchase_at
-FROM (SELECT one_id, item_code, CAST(sum(coalesce(sessions, 0)) AS BIGINT) AS sessions_bought,
+FROM (SELECT one_id, item_code,
+             CAST(sum(coalesce(sessions, 0) * coalesce(quantity, 1)) AS BIGINT) AS sessions_bought,
              min(ordered_at) AS first_purchase_at, max(ordered_at) AS last_purchase_at
       FROM {ORDERS}
       WHERE order_type = 'course_card' AND item_code IS NOT NULL{scope}

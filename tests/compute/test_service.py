@@ -274,3 +274,20 @@ def test_the_workspace_sets_the_clv_minimums(
     assert report.parameters["clv"]["skipped"] == (
         "BG/NBD needs at least 7 customers with a purchase, got 3"
     )
+
+
+def test_course_card_sessions_count_every_card_bought(store: Store, members: Members) -> None:
+    chain = Chain(store)
+    phone = "+8613800000003"  # the treated member: one 玻尿酸 treatment on 2025-03-01
+    card = chain.order("2025-04-01 10:00:00", 6000, order_type="course_card", sessions=2,
+                       phone=phone)  # fmt: skip
+    store.cursor().execute("UPDATE orders SET quantity = 2 WHERE record_id = ?", [card])
+    for day in ("2025-04-10", "2025-05-10", "2025-06-10"):
+        chain.treatment(f"{day} 10:00:00", phone=phone)
+    chain.resolve()
+    service.compute_all(store, as_of=LATE)
+    # 2 cards x 2 sessions = 4 bought, 3 used since the purchase: one left
+    assert _tags(store, members.treated)["unused_course_card"] == "true"
+    store.cursor().execute("UPDATE orders SET quantity = 1 WHERE record_id = ?", [card])
+    service.compute_all(store, as_of=LATE)
+    assert "unused_course_card" not in _tags(store, members.treated)
