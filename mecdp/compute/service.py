@@ -17,7 +17,6 @@ explain it (RFM cut-offs, fitted CLV parameters, tag rule versions) in ``compute
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from mecdp.compute.config import LayeringConfig
 from mecdp.compute.tags import TagDefinition
 from mecdp.errors import InputError, NotFound
 from mecdp.store import Store
+from mecdp.store.duckdb_store import replace_table
 from mecdp.store.engine import DuckDBEngine, Engine
 
 Progress = Callable[[str, int, int], None]  # stage label, stages done, stages in all
@@ -526,28 +526,9 @@ def _collect_tags(
 
 def _persist_scores(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """Replace scores and treatment_due wholesale: every row changes each run (as_of,
-    recency), so a fresh table swapped in is far cheaper to commit than deleting every row.
-    The new table is made from the table's own DDL, so types and constraints stay."""
+    recency)."""
     for table, output in (("scores", OUT_SCORES), ("treatment_due", OUT_DUE)):
-        ddl = cur.execute(
-            "SELECT sql FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
-        ).fetchone()
-        indexes = cur.execute(
-            "SELECT sql FROM duckdb_indexes() WHERE table_name = ?", [table]
-        ).fetchall()
-        if ddl is None:
-            raise RuntimeError(f"the store has no {table} table: run the migrations")
-        fresh = f"{table}_fresh"
-        cur.execute(f"DROP TABLE IF EXISTS {fresh}")
-        cur.execute(re.sub(rf"^CREATE TABLE {table}\b", f"CREATE TABLE {fresh}", ddl[0]))
-        cur.execute(
-            f"INSERT INTO {fresh} BY NAME SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}",
-            [run_id],
-        )
-        cur.execute(f"DROP TABLE {table}")
-        cur.execute(f"ALTER TABLE {fresh} RENAME TO {table}")
-        for (sql,) in indexes:
-            cur.execute(sql)
+        replace_table(cur, table, f"SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}", [run_id])
 
 
 def _start_run(

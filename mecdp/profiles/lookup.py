@@ -21,7 +21,6 @@ as `service._iso` writes them, so a view read here equals one assembled table by
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,8 +28,9 @@ from typing import Any
 import duckdb
 import orjson
 
+from mecdp.store.duckdb_store import replace_table
+
 DOCUMENTS = "profile_documents"
-DOCUMENTS_INDEX = "profile_documents_one_id"
 
 
 def iso_sql(column: str) -> str:
@@ -125,24 +125,6 @@ LEFT JOIN pd_merged m ON m.one_id = p.one_id
 """
 
 
-def _swap_in_fresh(cur: duckdb.DuckDBPyConnection, select: str) -> None:
-    """Replace every document by the rows of `select`: a fresh table from the table's own DDL
-    swapped in (deleting a million rows makes DuckDB's commit take minutes), its index built
-    once after the load."""
-    ddl = cur.execute(
-        "SELECT sql FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [DOCUMENTS]
-    ).fetchone()
-    if ddl is None:
-        raise RuntimeError(f"the store has no {DOCUMENTS} table: run the migrations")
-    fresh = f"{DOCUMENTS}_fresh"
-    cur.execute(f"DROP TABLE IF EXISTS {fresh}")
-    cur.execute(re.sub(rf"^CREATE TABLE {DOCUMENTS}\b", f"CREATE TABLE {fresh}", str(ddl[0])))
-    cur.execute(f"INSERT INTO {fresh} {select}")
-    cur.execute(f"DROP TABLE {DOCUMENTS}")
-    cur.execute(f"ALTER TABLE {fresh} RENAME TO {DOCUMENTS}")
-    cur.execute(f"CREATE INDEX {DOCUMENTS_INDEX} ON {DOCUMENTS} (one_id)")
-
-
 def write_documents(
     cur: duckdb.DuckDBPyConnection,
     scope: str | None,
@@ -152,7 +134,8 @@ def write_documents(
     `scope` (merged-away ones lose theirs), from `sources`. Run after the profile tables are
     written, in the same transaction. Returns the number of documents written."""
     if scope is None:
-        _swap_in_fresh(cur, document_sql("TRUE", sources))
+        # deleting a million rows makes DuckDB's commit take minutes: swap in a fresh table
+        replace_table(cur, DOCUMENTS, document_sql("TRUE", sources))
         row = cur.execute(f"SELECT count(*) FROM {DOCUMENTS}").fetchone()
     else:
         in_scope = f"one_id IN (SELECT one_id FROM {scope})"

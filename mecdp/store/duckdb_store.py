@@ -7,11 +7,13 @@ through `cursor()` (one cursor per thread).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -93,6 +95,36 @@ class Store:
         self.con = duckdb.connect(str(self.path))
         self.con.execute("SET TimeZone = 'UTC'")
         self._local = threading.local()
+
+
+def replace_table(
+    cur: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: list[Any] | None = None
+) -> None:
+    """Replace every row of `table` by the rows of `select_sql` (columns matched by name).
+
+    A fresh table is made from the table's own DDL (types and constraints stay), filled,
+    swapped in, and its indexes are built once after the load: deleting millions of rows
+    instead makes DuckDB's commit take minutes. Run it inside the caller's transaction.
+    """
+    ddl = cur.execute(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+    ).fetchone()
+    if ddl is None:
+        raise RuntimeError(f"the store has no {table} table: run the migrations")
+    indexes = [
+        str(r[0])
+        for r in cur.execute(
+            "SELECT sql FROM duckdb_indexes() WHERE table_name = ?", [table]
+        ).fetchall()
+    ]
+    fresh = f"{table}_fresh"
+    cur.execute(f"DROP TABLE IF EXISTS {fresh}")
+    cur.execute(re.sub(rf"^CREATE TABLE {table}\b", f"CREATE TABLE {fresh}", str(ddl[0])))
+    cur.execute(f"INSERT INTO {fresh} BY NAME {select_sql}", params or [])
+    cur.execute(f"DROP TABLE {table}")
+    cur.execute(f"ALTER TABLE {fresh} RENAME TO {table}")
+    for sql in indexes:
+        cur.execute(sql)
 
 
 def migrations() -> list[tuple[int, str, str]]:
