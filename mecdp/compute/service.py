@@ -40,12 +40,13 @@ from mecdp.store.engine import DuckDBEngine, Engine
 
 Progress = Callable[[str, int, int], None]  # stage label, stages done, stages in all
 
-OUT_TAGS = "cm_out_tags"
-OUT_RFM = "cm_out_rfm"
-OUT_CUTOFFS = "cm_out_rfm_cutoffs"
-OUT_BEHAVIOUR = "cm_out_behaviour"
-OUT_DUE = "cm_out_due"
-CLV_SUMMARY = "cm_clv_summary"
+# the stage outputs, named by the stage modules
+OUT_TAGS = tags.OUT_TAGS
+OUT_RFM = rfm.OUTPUT
+OUT_CUTOFFS = rfm.CUTOFFS
+OUT_BEHAVIOUR = behaviour.OUTPUT
+OUT_DUE = cycles.OUTPUT
+CLV_SUMMARY = clv.SUMMARY
 OUT_CLV = "cm_out_clv"
 OUT_SCORES = "cm_out_scores"
 OUT_SYSTEM_TAGS = "cm_out_system_tags"
@@ -71,23 +72,7 @@ DEFINITION_COLUMNS = [
 # the stream processor's event refresh would otherwise conflict on customer_tags.
 WRITE_LOCK = threading.Lock()
 
-CLV_COLUMNS = pa.schema(
-    [
-        ("one_id", pa.string()),
-        ("clv_frequency", pa.int64()),
-        ("clv_recency_days", pa.float64()),
-        ("clv_age_days", pa.float64()),
-        ("p_alive", pa.float64()),
-        ("expected_purchases_90", pa.float64()),
-        ("expected_purchases_180", pa.float64()),
-        ("expected_purchases_365", pa.float64()),
-        ("expected_avg_spend_fen", pa.float64()),
-        ("expected_value_90_fen", pa.float64()),
-        ("expected_value_180_fen", pa.float64()),
-        ("expected_value_365_fen", pa.float64()),
-        ("clv_12m_fen", pa.float64()),
-    ]
-)
+CLV_COLUMNS = clv.SCORE_SCHEMA  # the CLV columns of `scores`
 
 
 @dataclass(frozen=True)
@@ -448,7 +433,7 @@ def _expert_tags(
         for d in definitions
         if d.enabled and d.rule.kind == "sql"
     ]
-    schema = pa.schema([("one_id", pa.string()), ("tag_id", pa.string()), ("value", pa.string())])
+    schema = tags.TAGS_SCHEMA
     if not tables:
         return schema.empty_table()
     return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
