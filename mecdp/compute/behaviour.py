@@ -45,12 +45,19 @@ from mecdp.compute.config import (
     PurchaseRules,
     RecencyBand,
     VipRule,
-    day_literal,
     sql_string,
     sql_strings,
+)
+from mecdp.compute.facts import (
+    EVENTS,
+    INTERACTIONS,
+    MEMBERS,
+    ORDERS,
+    TREATMENTS,
+    day_literal,
+    local_day,
     window_start,
 )
-from mecdp.compute.facts import EVENTS, INTERACTIONS, MEMBERS, ORDERS, TREATMENTS, local_day
 from mecdp.store.engine import SqlStep
 
 OUTPUT = "cm_out_behaviour"

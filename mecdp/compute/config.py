@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +22,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mecdp.compute.clv import ClvConfig
-from mecdp.compute.facts import CHINA_UTC_OFFSET_HOURS, ts_literal
 from mecdp.errors import InputError
 
 WORKSPACE_FILE = "layering.yaml"
@@ -276,23 +274,6 @@ def sql_strings(values: list[str]) -> str:
 # Days are the chain's calendar days in China (UTC+8), as ``order_day`` in the facts: a
 # window of N days ends at as_of and starts at midnight in China N days before as_of's day,
 # so a fact is inside it exactly when it is at most N days old.
-
-
-def china_day(moment: datetime) -> date:
-    """The calendar day in China of a naive UTC moment."""
-    return (moment + timedelta(hours=CHINA_UTC_OFFSET_HOURS)).date()
-
-
-def day_literal(as_of: datetime, plus_days: int = 0) -> str:
-    """as_of's day in China (+ `plus_days`) as a DATE literal both engines read."""
-    return f"DATE '{(china_day(as_of) + timedelta(days=plus_days)).isoformat()}'"
-
-
-def window_start(as_of: datetime, days: int) -> str:
-    """The first stored (UTC) moment of the `days`-day window ending at as_of."""
-    first_day = china_day(as_of) - timedelta(days=days)
-    midnight = datetime.combine(first_day, time()) - timedelta(hours=CHINA_UTC_OFFSET_HOURS)
-    return ts_literal(midnight)
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

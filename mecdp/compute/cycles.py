@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mecdp.compute.config import CycleRules, LayeringConfig, day_literal, sql_string
-from mecdp.compute.facts import ORDERS, TREATMENTS, local_day
+from mecdp.compute.config import CycleRules, LayeringConfig, sql_string
+from mecdp.compute.facts import ORDERS, TREATMENTS, day_literal, local_day
 from mecdp.store.engine import SqlStep
 
 OUTPUT = "cm_out_due"

@@ -21,7 +21,7 @@ Tables (all keyed by ``one_id``; only persons with a golden record in ``profiles
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 
 from mecdp.store.engine import SqlStep
 
@@ -61,6 +61,24 @@ def local_day(timestamp_sql: str) -> str:
 def ts_literal(moment: datetime) -> str:
     """A timestamp literal both engines read (naive, to the microsecond)."""
     return f"TIMESTAMP '{moment.replace(tzinfo=None).isoformat(sep=' ')}'"
+
+
+def china_day(moment: datetime) -> date:
+    """The calendar day in China of a naive UTC moment."""
+    return (moment + timedelta(hours=CHINA_UTC_OFFSET_HOURS)).date()
+
+
+def day_literal(as_of: datetime, plus_days: int = 0) -> str:
+    """as_of's day in China (+ `plus_days`) as a DATE literal both engines read."""
+    return f"DATE '{(china_day(as_of) + timedelta(days=plus_days)).isoformat()}'"
+
+
+def window_start(as_of: datetime, days: int) -> str:
+    """The first stored (UTC) moment of the `days`-day window ending at as_of: midnight in
+    China of the window's first day, so a fact is inside exactly when at most N days old."""
+    first_day = china_day(as_of) - timedelta(days=days)
+    midnight = datetime.combine(first_day, time()) - timedelta(hours=CHINA_UTC_OFFSET_HOURS)
+    return ts_literal(midnight)
 
 
 def fact_steps(as_of: datetime, scope: str | None = None) -> list[tuple[SqlStep, ...]]:

@@ -46,10 +46,8 @@ from mecdp.compute.config import (
     SEGMENTS,
     LayeringConfig,
     RfmRules,
-    day_literal,
-    window_start,
 )
-from mecdp.compute.facts import MEMBERS, ORDERS, local_day
+from mecdp.compute.facts import MEMBERS, ORDERS, day_literal, local_day, window_start
 from mecdp.store.engine import SqlStep
 
 VALUES = "cm_rfm_values"

@@ -22,15 +22,16 @@ Conventions (the tag YAML documents them for operators):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 
 from mecdp.compute.facts import (
-    CHINA_UTC_OFFSET_HOURS,
     MEMBERS,
     ORDERS,
     TREATMENTS,
+    china_day,
     local_day,
     ts_literal,
+    window_start,
 )
 from mecdp.compute.tag_columns import (
     FACT_COLUMNS,
@@ -76,11 +77,6 @@ def number_text(expr: str, *, whole: bool = False) -> str:
         return f"CAST(CAST({expr} AS BIGINT) AS VARCHAR)"
     fixed = f"CAST(CAST(round({expr}, 4) AS DECIMAL(38, 4)) AS VARCHAR)"
     return f"regexp_replace(regexp_replace({fixed}, '0+$', ''), '\\.$', '')"
-
-
-def china_day(moment: datetime) -> date:
-    """The calendar day in China (UTC+8) of a naive UTC moment."""
-    return (moment + timedelta(hours=CHINA_UTC_OFFSET_HOURS)).date()
 
 
 def days_between(moment: str, as_of: datetime, *, is_date: bool = False) -> str:
@@ -160,10 +156,7 @@ class TagCompiler:
     def _window(self, fact: str, window_days: int | None) -> str:
         if window_days is None:
             return ""
-        # midnight in China of the window's first day, as the stored UTC time
-        first_day = china_day(self.as_of) - timedelta(days=window_days)
-        cutoff = datetime.combine(first_day, time()) - timedelta(hours=CHINA_UTC_OFFSET_HOURS)
-        return f"{FACT_TIME[fact]} >= {ts_literal(cutoff)}"
+        return f"{FACT_TIME[fact]} >= {window_start(self.as_of, window_days)}"
 
     def _measure(self, fact: str, aggregate: str) -> str:
         """A column of ``tg_agg_<fact>`` computing `aggregate` (deduplicated)."""

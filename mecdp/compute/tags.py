@@ -35,8 +35,8 @@ import pyarrow as pa
 import yaml
 from pydantic import ValidationError
 
-from mecdp.compute.facts import MEMBERS, ts_literal
-from mecdp.compute.tag_compile import OUT_TAGS, china_day, compile_tag_steps, number_text
+from mecdp.compute.facts import MEMBERS, china_day, ts_literal
+from mecdp.compute.tag_compile import OUT_TAGS, compile_tag_steps, number_text
 from mecdp.compute.tag_rules import SqlRule, TagDefinition
 from mecdp.compute.tag_sandbox import check_expert_sql
 from mecdp.errors import InputError
