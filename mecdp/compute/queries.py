@@ -301,6 +301,14 @@ def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 MEDICAL_TAG_CATEGORIES = frozenset({"treatment"})
 
 
+def visible_tags(tags: list[dict[str, Any]], medical: bool) -> list[dict[str, Any]]:
+    """A member's tags as a caller sees them: those derived from treatments (medical data,
+    PIPL Art. 28) only when the caller may see the treatment due dates."""
+    if medical:
+        return tags
+    return [t for t in tags if t.get("category") not in MEDICAL_TAG_CATEGORIES]
+
+
 def _member_tags(cur: duckdb.DuckDBPyConnection, one_id: str) -> list[dict[str, Any]]:
     columns = ("tag_id", "name_zh", "name_en", "category", "value_type", "value")
     rows = cur.execute(
@@ -338,9 +346,7 @@ def member_layering(
     """A member's scores row, current tags, RFM explanation and (only when `medical`: the
     caller may see sensitive medical data) treatment due dates."""
     scores = _one_row(cur, "SELECT * FROM scores WHERE one_id = ?", one_id)
-    tags = _member_tags(cur, one_id)
-    if not medical:  # treatment tags are derived from medical data (PIPL Art. 28)
-        tags = [t for t in tags if t.get("category") not in MEDICAL_TAG_CATEGORIES]
+    tags = visible_tags(_member_tags(cur, one_id), medical)
     if scores is None and not tags:
         known = cur.execute("SELECT 1 FROM profiles WHERE one_id = ?", [one_id]).fetchone()
         if known is None:

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from mecdp.compute.queries import MEDICAL_TAG_CATEGORIES
+from mecdp.compute.queries import visible_tags
 from mecdp.config import Settings
 from mecdp.errors import InputError, NotFound
 from mecdp.identity import service as identity
@@ -513,10 +513,7 @@ def profile_view(
         "identifiers": ids,
         "course_cards": parts.document["course_cards"],
         "consents": parts.consents,
-        # tags derived from treatments are medical data too: shown where the due dates are
-        "tags": parts.tags
-        if due
-        else [t for t in parts.tags if t["category"] not in MEDICAL_TAG_CATEGORIES],
+        "tags": visible_tags(parts.tags, due),
         "scores": parts.scores,
         "treatment_due": parts.treatment_due,
     }
