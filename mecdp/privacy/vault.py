@@ -362,10 +362,8 @@ def read_quarantine(
     cur: duckdb.DuckDBPyConnection, vault: Vault, *, limit: int = 100, source_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Quarantine rows decrypted (compliance, audited by the caller)."""
-    sql = (
-        "SELECT quarantine_id, source_id, origin, record_kind, ref, field, value, rule, reason, "
-        "payload, quarantined_at FROM quarantine"
-    )
+    columns = ("quarantine_id", *QUARANTINE_COLUMNS)
+    sql = f"SELECT {', '.join(columns)} FROM quarantine"
     params: list[Any] = []
     if source_id is not None:
         sql += " WHERE source_id = ?"
@@ -374,25 +372,7 @@ def read_quarantine(
     params.append(limit)
     out = []
     for row in cur.execute(sql, params).fetchall():
-        item = dict(
-            zip(
-                (
-                    "quarantine_id",
-                    "source_id",
-                    "origin",
-                    "record_kind",
-                    "ref",
-                    "field",
-                    "value",
-                    "rule",
-                    "reason",
-                    "payload",
-                    "quarantined_at",
-                ),
-                row,
-                strict=True,
-            )
-        )
+        item = dict(zip(columns, row, strict=True))
         item["value"] = vault.open_or_none(item["value"], CTX_QUARANTINE_VALUE)
         item["payload"] = vault.open_or_none(item["payload"], CTX_QUARANTINE_PAYLOAD)
         item["quarantined_at"] = item["quarantined_at"].isoformat() + "Z"
