@@ -388,24 +388,60 @@ def clean_sql(
     ]
 
 
+@dataclass(frozen=True)
+class CleanWork:
+    """A cleaning run whose four outputs are left as queries: the materialised work tables
+    (the cleaned rows and their duplicates) and the DuckDB-dialect SELECT of each output
+    over them. A caller that only reads each output once (the file import) skips four
+    tables; `drop_work` removes the work tables afterwards."""
+
+    tables: tuple[str, ...]
+    records: str
+    contacts: str
+    identifiers: str
+    rejects: str
+
+
+def clean_work(
+    engine: Engine, kind: RecordKind, staged: str, options: CleanOptions, out_prefix: str
+) -> CleanWork:
+    """Materialise the cleaned rows of `staged` and return the outputs' SELECTs over them."""
+    statements = clean_sql(kind, staged, engine.columns(staged), options, out_prefix)
+    engine.register_udf(PHONE_UDF)
+    engine.register_udf(id_card_udf(options.hash_key))
+    tables = tuple(name for name, _ in statements[:2])
+    try:
+        for name, sql in statements[:2]:
+            engine.create_table_as(name, sql)
+    except BaseException:
+        drop_work(engine, tables)
+        raise
+    records, contacts, identifiers, rejects = (sql for _, sql in statements[2:])
+    return CleanWork(tables, records, contacts, identifiers, rejects)
+
+
+def drop_work(engine: Engine, tables: tuple[str, ...]) -> None:
+    for name in reversed(tables):
+        engine.drop(name)
+
+
 def clean_records(
     engine: Engine, kind: RecordKind, staged: str, options: CleanOptions, out_prefix: str
 ) -> CleanOutputs:
     """Clean the staged rows of `kind` into `{out_prefix}_records`, `_contacts`,
     `_identifiers` and `_rejects` (see the module docstring); returns their names."""
-    statements = clean_sql(kind, staged, engine.columns(staged), options, out_prefix)
-    engine.register_udf(PHONE_UDF)
-    engine.register_udf(id_card_udf(options.hash_key))
-    work = [name for name, _ in statements[:2]]
-    try:
-        for name, sql in statements:
-            engine.create_table_as(name, sql)
-    finally:
-        for name in reversed(work):
-            engine.drop(name)
-    return CleanOutputs(
+    work = clean_work(engine, kind, staged, options, out_prefix)
+    outputs = CleanOutputs(
         records=f"{out_prefix}_records",
         contacts=f"{out_prefix}_contacts",
         identifiers=f"{out_prefix}_identifiers",
         rejects=f"{out_prefix}_rejects",
     )
+    try:
+        engine.create_table_as(outputs.records, work.records)
+        engine.create_table_as(outputs.contacts, work.contacts)
+        engine.create_table_as(outputs.identifiers, work.identifiers)
+        engine.create_table_as(outputs.rejects, work.rejects)
+    finally:
+        drop_work(engine, work.tables)
+    return outputs

@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from mecdp.clean.kinds import RECORD_KINDS, FieldType, RecordKind
+from mecdp.clean.stage import CleanWork
 from mecdp.collect.mapping import HeaderMatch, Mapping, load_mapping
 from mecdp.collect.readers import (
     ParseReject,
@@ -48,11 +49,13 @@ from mecdp.config import Settings
 from mecdp.errors import InputError
 from mecdp.privacy.masking import mask_value
 from mecdp.privacy.vault import (
+    ENCRYPTED_ID_TYPES,
     PERSONAL_FIELDS,
     Vault,
     insert_quarantine,
+    seal_contacts_table,
     seal_file,
-    seal_stage_outputs,
+    seal_identifiers_table,
     vault_for,
 )
 from mecdp.store.duckdb_store import Store
@@ -260,15 +263,13 @@ def _insert_matching(
     available: list[str],
     *,
     extra: MappingType[str, str] | None = None,
-    distinct: bool = False,
 ) -> None:
     """INSERT the columns `target` and the source share (plus constant `extra` columns)."""
     extra = dict(extra or {})
     columns = [c for c in _table_columns(cur, target) if c in available or c in extra]
     select = ", ".join(extra.get(c, _ident(c)) if c in extra else _ident(c) for c in columns)
     names = ", ".join(_ident(c) for c in columns)
-    keyword = "SELECT DISTINCT" if distinct else "SELECT"
-    cur.execute(f"INSERT INTO {target} ({names}) {keyword} {select} FROM ({source_sql})")
+    cur.execute(f"INSERT INTO {target} ({names}) SELECT {select} FROM ({source_sql})")
 
 
 def _parse_rejects_table(rejects: list[ParseReject]) -> pa.Table:
@@ -319,7 +320,7 @@ def import_file(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import one file for a registered source; see the module docstring."""
-    from mecdp.clean.stage import CleanOptions, clean_records
+    from mecdp.clean.stage import CleanOptions, clean_work, drop_work
 
     path = Path(path)
     if not path.is_file():
@@ -375,12 +376,13 @@ def import_file(
             money_unit=loaded.money_unit,
             defaults=defaults,
         )
-        outputs = clean_records(engine, kind, staged, options, prefix)
-        seal_stage_outputs(cur, outputs.contacts, outputs.identifiers, vault)
+        work = clean_work(engine, kind, staged, options, prefix)
+        rejects = f"{prefix}_rejects"
+        engine.create_table_as(rejects, work.rejects)
         report_progress(int(total * _CLEAN), total)
 
         now = _now()
-        counts = _write(cur, raw, kind, match, outputs, prefix, source_id, now, vault)
+        counts = _write(cur, raw, kind, match, work, rejects, prefix, source_id, now, vault)
         accepted, rejected_rows, by_rule = counts
         duplicates = total - accepted - rejected_rows
         sample = _sample_rejects(cur, raw, match, f"{prefix}_quarantine")
@@ -406,14 +408,8 @@ def import_file(
             "INSERT INTO ingest_log VALUES (?, 'file', ?, ?, ?, ?, ?, ?)",
             [source_id, import_id, total, accepted, rejected_rows, duplicates, now],
         )
-        for name in (
-            outputs.records,
-            outputs.contacts,
-            outputs.identifiers,
-            outputs.rejects,
-        ):
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-            cur.execute(f"DROP VIEW IF EXISTS {name}")
+        drop_work(engine, work.tables)
+        cur.execute(f"DROP TABLE IF EXISTS {rejects}")
         cur.execute(f"DROP VIEW IF EXISTS {staged}")
         cur.execute(f"DROP TABLE IF EXISTS {prefix}_new")
         cur.execute(f"DROP TABLE IF EXISTS {prefix}_quarantine")
@@ -441,50 +437,69 @@ def _write(
     raw: RawFile,
     kind: RecordKind,
     match: HeaderMatch,
-    outputs: Any,
+    work: CleanWork,
+    rejects: str,
     prefix: str,
     source_id: str,
     now: datetime,
     vault: Vault,
 ) -> tuple[int, int, dict[str, int]]:
-    """Write records, contacts, identifiers and quarantine; (accepted, rejected rows, by rule)."""
+    """Write records, contacts, identifiers and quarantine; (accepted, rejected rows, by rule).
+
+    The outputs go straight from the cleaning stage's queries into the store (no work table
+    per output); names, phones and emails are sealed through lookup tables of their distinct
+    values (see `_seal_lookups`).
+    """
     target = kind.table or "contacts"
-    new = f"{prefix}_new"
-    cur.execute(
-        f"CREATE TEMP TABLE {new} AS SELECT record_id FROM {outputs.records} r "
+    records = f"({work.records})"
+    kept = _count(cur, records)
+    row = cur.execute(
+        f"SELECT count(*) FROM {records} r "
         f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.record_id = r.record_id)"
-    )
-    count = cur.execute(f"SELECT count(*) FROM {new}").fetchone()
-    accepted = int(count[0]) if count else 0
+    ).fetchone()
+    accepted = int(row[0]) if row else 0
     stamp = {"ingested_at": f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"}
     # Usually every cleaned record is new: then no semi-join is needed. Records new to the
     # kind's table are new everywhere (imports are all-or-nothing), so their contacts and
     # identifiers cannot conflict with stored rows and need no ON CONFLICT check.
-    every_record_new = accepted == _count(cur, outputs.records)
+    new = f"{prefix}_new"
+    if accepted != kept:
+        cur.execute(
+            f"CREATE TEMP TABLE {new} AS SELECT record_id FROM {records} r "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.record_id = r.record_id)"
+        )
 
-    def only_new(table: str) -> str:
-        if every_record_new:
-            return f"SELECT * FROM {table}"
-        return f"SELECT * FROM {table} WHERE record_id IN (SELECT record_id FROM {new})"
+    def only_new(sql: str) -> str:
+        if accepted == kept:
+            return sql
+        return f"SELECT * FROM ({sql}) WHERE record_id IN (SELECT record_id FROM {new})"
 
     if kind.table is not None:
         _insert_matching(
             cur,
             kind.table,
-            only_new(outputs.records),
-            _query_columns(cur, outputs.records),
+            only_new(work.records),
+            _query_columns(cur, records),
             extra=stamp,
         )
-    _insert_matching(
-        cur, "contacts", only_new(outputs.contacts), _query_columns(cur, outputs.contacts)
-    )
-    _insert_matching(
-        cur,
-        "record_identifiers",
-        only_new(outputs.identifiers),
-        _query_columns(cur, outputs.identifiers),
-        distinct=True,
-    )
+    names, identifiers = _seal_lookups(cur, work, vault, prefix)
+    try:
+        contacts = (
+            "SELECT c.* REPLACE (s.name AS name), s.name_bidx "
+            f"FROM ({only_new(work.contacts)}) c LEFT JOIN {names} s ON s.plain = c.name"
+        )
+        _insert_matching(cur, "contacts", contacts, _query_columns(cur, f"({contacts})"))
+        sealed_ids = (
+            "SELECT i.* REPLACE (coalesce(s.id_value, i.id_value) AS id_value), "
+            f"s.id_value_enc FROM ({only_new(work.identifiers)}) i LEFT JOIN {identifiers} s "
+            "ON s.id_type = i.id_type AND s.plain = i.id_value"
+        )
+        _insert_matching(
+            cur, "record_identifiers", sealed_ids, _query_columns(cur, f"({sealed_ids})")
+        )
+    finally:
+        cur.unregister(names)
+        cur.unregister(identifiers)
 
     # Quarantine: one row per failing field, payload = the original row, id cards masked.
     id_card_fields = [f.name for f in kind.fields if f.type is FieldType.ID_CARD]
@@ -504,9 +519,9 @@ def _write(
         f"CREATE TEMP TABLE {quarantined} AS "
         f"SELECT r._row, r.field, {_scrub_sql(value_sql)} AS value, r.rule, "
         f"{_scrub_sql(reason_sql)} AS reason, p.payload "
-        f"FROM {outputs.rejects} r LEFT JOIN ("
+        f"FROM {rejects} r LEFT JOIN ("
         f"SELECT ({raw.row_sql})::BIGINT AS _row, {_payload_sql(raw, masked)} AS payload "
-        f"FROM {raw.table} raw WHERE ({raw.row_sql}) IN (SELECT _row FROM {outputs.rejects})"
+        f"FROM {raw.table} raw WHERE ({raw.row_sql}) IN (SELECT _row FROM {rejects})"
         f") p ON p._row = r._row"
     )
     if raw.rejects:
@@ -537,6 +552,34 @@ def _write(
         ).fetchall()
     }
     return accepted, rejected_rows, by_rule
+
+
+def _seal_lookups(
+    cur: duckdb.DuckDBPyConnection, work: CleanWork, vault: Vault, prefix: str
+) -> tuple[str, str]:
+    """Register two Arrow lookups, `plain` -> sealed columns, and return their names.
+
+    Names: `plain` -> `name` (token), `name_bidx`; identifiers of the encrypted types:
+    (`id_type`, `plain`) -> `id_value` (blind index), `id_value_enc` (token). Each distinct
+    value is sealed once (the vault's own table functions do it), so equal values within one
+    file share a token: their blind index already shows they are equal.
+    """
+    plain_names = cur.execute(
+        f"SELECT DISTINCT name AS plain FROM ({work.contacts}) WHERE name IS NOT NULL"
+    ).to_arrow_table()
+    names = seal_contacts_table(plain_names.append_column("name", plain_names["plain"]), vault)
+    types = ", ".join(_sql_text(t) for t in ENCRYPTED_ID_TYPES)
+    plain_ids = cur.execute(
+        f"SELECT DISTINCT id_type, id_value AS plain FROM ({work.identifiers}) "
+        f"WHERE id_type IN ({types})"
+    ).to_arrow_table()
+    identifiers = seal_identifiers_table(
+        plain_ids.append_column("id_value", plain_ids["plain"]), vault
+    )
+    names_view, ids_view = f"{prefix}_sealed_names", f"{prefix}_sealed_ids"
+    cur.register(names_view, names)
+    cur.register(ids_view, identifiers)
+    return names_view, ids_view
 
 
 def _sample_rejects(
