@@ -21,7 +21,7 @@ from mecdp.api.deps import PUBLIC
 from mecdp.api.errors import install_error_handlers
 from mecdp.api.layering import install_layering
 from mecdp.api.privacy import install_privacy
-from mecdp.api.profiles import build_profiles_router
+from mecdp.api.profiles import ProfileFastPath, build_profiles_router
 from mecdp.api.state import AppState
 from mecdp.collect.api import install_collector
 from mecdp.collect.quality import quality_report
@@ -29,6 +29,7 @@ from mecdp.config import Settings, init_workspace
 from mecdp.console.layering_views import install_layering_console
 from mecdp.console.views import install_console
 from mecdp.identity.api import build_identity_router
+from mecdp.profiles.serving import ServingCache
 from mecdp.store import Store, open_store
 
 
@@ -63,6 +64,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.mecdp = state
+    state.serving = ServingCache(state.store)
+    # first added, so innermost: any middleware added later wraps its answers too
+    app.add_middleware(ProfileFastPath, state=state)
     install_error_handlers(app)
     install_collector(app, state)
     app.include_router(build_admin_router(state))

@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 from mecdp.api.state import AppState
 from mecdp.errors import PermissionDenied
 from mecdp.privacy.audit import HEAD_FILE, AuditEntry, audit
-from mecdp.privacy.auth import Principal, authenticate
+from mecdp.privacy.auth import Principal
 from mecdp.privacy.roles import Permission, Role
 
 PERMISSION_ATTR = "__mecdp_permission__"
@@ -69,18 +69,24 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def bearer_token(authorization: str | None, session_cookie: str | None) -> str:
+    """The credential of a request: ``Authorization: Bearer <session token | API key | admin
+    token>``, else (no Authorization header at all) the console's session cookie."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    token = credentials if scheme.lower() == "bearer" else ""
+    if not token and not authorization:
+        token = session_cookie or ""
+    return token
+
+
 def current_principal(
     request: Request,
     state: StateDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    """The authenticated caller: ``Authorization: Bearer <session token | API key | admin
-    token>`` or the console's session cookie."""
-    scheme, _, credentials = (authorization or "").partition(" ")
-    token = credentials if scheme.lower() == "bearer" else ""
-    if not token and not authorization:
-        token = request.cookies.get(SESSION_COOKIE, "")
-    return authenticate(state.store.cursor(), state.settings, token)
+    """The authenticated caller (see `bearer_token`)."""
+    token = bearer_token(authorization, request.cookies.get(SESSION_COOKIE))
+    return state.principals.authenticate(state.store.cursor(), state.settings, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -6,6 +6,10 @@ Views validate, call `mecdp.profiles.service` and shape answers. Personal values
 for compliance); every unmasked answer writes a ``personal_data.read_unmasked`` audit row.
 Treatments (sensitive medical data) are listed only for such an unmasked read and only with
 the member's separate consent.
+
+Masked answers of ``GET /v1/profiles/{ref}`` are kept in the server's serving cache
+(`mecdp.profiles.serving`), and `ProfileFastPath`, in front of FastAPI, answers a repeated one
+straight from it: same bytes, same authorisation, no store read and no FastAPI work.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mecdp.api.deps import MaskedReader, check_member_scope, record_audit, require
+from mecdp.api.deps import (
+    MaskedReader,
+    bearer_token,
+    check_member_scope,
+    record_audit,
+    require,
+)
 from mecdp.api.state import AppState
 from mecdp.errors import InputError
 from mecdp.privacy.audit import AuditEntry
 from mecdp.privacy.auth import Principal
 from mecdp.privacy.masking import READ_PURPOSES, unmasked_kinds
 from mecdp.privacy.roles import Permission
-from mecdp.profiles import service
+from mecdp.profiles import personal, service
 from mecdp.profiles.models import SEARCH_FIELDS, TIMELINE_KINDS
 
 ProfileAdmin = Annotated[Principal, require(Permission.DATA_IMPORT)]
@@ -217,7 +228,81 @@ def _json(content: Any) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-RefPath = Annotated[str, Path(max_length=300, description=REF_DOC)]
+def remember_answer(state: AppState, ref: str, one_id: str, body: bytes, seq: int) -> None:
+    """Keep a masked answer (read after the cache's `seq` was noted) for `ProfileFastPath`:
+    under its one_id when that is what was asked for or the identifier resolved to it on the
+    indexed profile tables (not through OneID's redirects or household rules)."""
+    cache = state.serving
+    if cache is None:
+        return
+    cur = state.store.cursor()
+    id_type, value = service.parse_ref(ref)
+    if id_type == "one_id":
+        if value != one_id:  # a merged one_id redirected
+            return
+    elif service.fast_person(cur, state.settings, id_type, value) == one_id:
+        stored = personal.stored_identifier(state.settings, id_type, value)
+        cache.remember_person(cur, ref, one_id, stored, seq)
+    else:
+        return
+    cache.remember_answer(cur, one_id, body, service.member_ref(one_id), seq)
+
+
+class ProfileFastPath:
+    """ASGI middleware: answers ``GET /v1/profiles/{ref}`` (no query) for a masked reader
+    whose token the server already knows, from the serving cache; everything else (a first
+    lookup, an unknown token, a denied role, unmasked reads, errors) goes on to FastAPI."""
+
+    PREFIX = "/v1/profiles/"
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+            and scope["path"].startswith(self.PREFIX)
+        ):
+            body = self._answer(scope, scope["path"][len(self.PREFIX) :])
+            if body is not None:
+                headers = [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: Scope, ref: str) -> bytes | None:
+        cache = self.state.serving
+        if cache is None or not ref or "/" in ref or len(ref) > MAX_REF:
+            return None
+        authorization = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
+        )
+        if authorization is None:  # the console's cookie: the full path
+            return None
+        principal = self.state.principals.cached(bearer_token(authorization, None).strip())
+        if (
+            principal is None
+            or not principal.may(Permission.PERSONAL_DATA_MASKED)
+            or unmasked_kinds(principal.role, None)
+        ):
+            return None
+        try:
+            id_type, value = service.parse_ref(ref)
+        except InputError:
+            return None
+        one_id = value if id_type == "one_id" else cache.person(ref)
+        return cache.answer(one_id) if one_id is not None else None
+
+
+MAX_REF = 300
+RefPath = Annotated[str, Path(max_length=MAX_REF, description=REF_DOC)]
 PurposeQuery = Annotated[str | None, Query(max_length=64, description=PURPOSE_DOC)]
 
 
@@ -260,8 +345,12 @@ def build_profiles_router(state: AppState) -> APIRouter:
         cur = state.store.cursor()
         if not visible_kinds(principal, purpose):
             # masked: no store scope to check, so a one_id goes straight to its document
+            seq = state.serving.seq if state.serving is not None else 0
             view = service.view_by_ref(cur, state.settings, ref, timeline_size=timeline)
-            return _json(service.mask_view(view, frozenset()))
+            body = orjson.dumps(service.mask_view(view, frozenset()))
+            if state.serving is not None and not timeline:
+                remember_answer(state, ref, view["one_id"], body, seq)
+            return Response(body, media_type="application/json")
         one_id = service.find_person(cur, state.settings, ref)
         access = access_for(state, principal, purpose, one_id)
         view = service.profile_view(

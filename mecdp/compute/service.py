@@ -34,6 +34,7 @@ from mecdp.compute import behaviour, clv, cycles, facts, rfm, tags
 from mecdp.compute.config import LayeringConfig
 from mecdp.compute.tags import TagDefinition
 from mecdp.errors import InputError, NotFound
+from mecdp.profiles import serving
 from mecdp.store import Store
 from mecdp.store.duckdb_store import replace_table
 from mecdp.store.engine import DuckDBEngine, Engine
@@ -247,6 +248,7 @@ def _upsert_definition(
             version, origin, bool(row.get("enabled", True)), _now(), user,
         ],
     )  # fmt: skip
+    serving.changed(cur, serving.ALL)  # tag names show in every cached profile
     return version
 
 
@@ -302,6 +304,7 @@ def delete_definition(cur: duckdb.DuckDBPyConnection, tag_id: str) -> None:
             field="tag_id",
         )
     cur.execute("DELETE FROM tag_definitions WHERE tag_id = ?", [tag_id])
+    serving.changed(cur, serving.ALL)
 
 
 # --------------------------------------------------------------------------- stages
@@ -481,6 +484,7 @@ def _persist_tags(
         "FROM cm_tag_changes WHERE change <> 'lost'",
         [now],
     )
+    serving.changed_one_ids(cur, "cm_tag_changes")
     cur.execute("DROP TABLE temp.cm_tag_changes")
     cur.unregister("cm_run_tag_ids")
     return changes
@@ -514,6 +518,7 @@ def _persist_scores(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
     recency)."""
     for table, output in (("scores", OUT_SCORES), ("treatment_due", OUT_DUE)):
         replace_table(cur, table, f"SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}", [run_id])
+    serving.changed(cur, serving.ALL)
 
 
 def _start_run(

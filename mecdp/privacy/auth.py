@@ -10,6 +10,10 @@
 * The workspace admin token (``secrets/admin.token``) is the CLI's admin API key.
 * Collection write keys (``wk_...``) authenticate the collector only: `authenticate`
   refuses them everywhere else.
+* `PrincipalCache`: the server remembers who a session token or API key names, so a request
+  costs no store read. Revocation stays immediate: logout, key revocation and every user
+  change name the session, key or user as *touched* (before their write, for the life of the
+  process), and a touched one is always checked against the store again.
 """
 
 from __future__ import annotations
@@ -88,6 +92,14 @@ class Principal:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Sessions, API keys and users whose rows were written while this process runs: never
+# answered from a `PrincipalCache` again (so a write inside a transaction not yet committed
+# cannot be cached over). Revocations are rare; the sets stay small.
+_touched_sessions: set[str] = set()
+_touched_keys: set[str] = set()
+_touched_users: set[str] = set()
 
 
 def _role(role: str) -> Role:
@@ -191,6 +203,7 @@ def update_user(
 ) -> dict[str, Any]:
     """Change role, store, active flag or password; role/active/password changes end sessions."""
     before = get_user(cur, username)
+    _touched_users.add(username)
     new_role = _role(role) if role is not None else Role(before["role"])
     new_store = store_code if store_code is not None else before["store_code"]
     _check_store(new_role, new_store)
@@ -284,6 +297,7 @@ def login(
 def logout(cur: duckdb.DuckDBPyConnection, principal: Principal) -> bool:
     if principal.session_id is None:
         return False
+    _touched_sessions.add(principal.session_id)
     cur.execute(
         "UPDATE sessions SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL",
         [_now(), principal.session_id],
@@ -292,6 +306,7 @@ def logout(cur: duckdb.DuckDBPyConnection, principal: Principal) -> bool:
 
 
 def revoke_sessions(cur: duckdb.DuckDBPyConnection, username: str) -> None:
+    _touched_users.add(username)
     cur.execute(
         "UPDATE sessions SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
         [_now(), username],
@@ -361,6 +376,7 @@ def list_api_keys(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def revoke_api_key(cur: duckdb.DuckDBPyConnection, key_id: str) -> dict[str, Any]:
     get_api_key(cur, key_id)
+    _touched_keys.add(key_id)
     cur.execute(
         "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
         [_now(), key_id],
@@ -373,7 +389,13 @@ def revoke_api_key(cur: duckdb.DuckDBPyConnection, key_id: str) -> dict[str, Any
 
 def authenticate(cur: duckdb.DuckDBPyConnection, settings: Settings, token: str) -> Principal:
     """The caller a bearer token names; AuthenticationError for anything else."""
-    token = token.strip()
+    return _authenticate(cur, settings, token.strip())[0]
+
+
+def _authenticate(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, token: str
+) -> tuple[Principal, datetime | None]:
+    """The caller and, for a session, when it ends."""
     if not token:
         raise AuthenticationError("authentication required (Authorization: Bearer <token>)")
     if token.startswith(WRITE_KEY_PREFIX):
@@ -391,13 +413,14 @@ def authenticate(cur: duckdb.DuckDBPyConnection, settings: Settings, token: str)
         )
         if m is None or row is None or not hmac.compare_digest(str(row[3]), _sha256(m.group(2))):
             raise AuthenticationError("unknown or revoked API key")
-        return Principal("api_key", str(row[0]), Role(str(row[1])), row[2], key_id=m.group(1))
+        key = Principal("api_key", str(row[0]), Role(str(row[1])), row[2], key_id=m.group(1))
+        return key, None
     try:
         admin = settings.admin_token()
     except FileNotFoundError:
         admin = ""
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
-        return Principal("admin_token", "admin_token", Role.ADMIN)
+        return Principal("admin_token", "admin_token", Role.ADMIN), None
     try:
         claims = jwt.decode(
             token, _signing_key(settings), algorithms=["HS256"], options={"require": ["exp"]}
@@ -415,6 +438,54 @@ def authenticate(cur: duckdb.DuckDBPyConnection, settings: Settings, token: str)
         raise AuthenticationError("the session was ended; log in again")
     if row[0] <= _now():
         raise AuthenticationError("the session expired; log in again")
-    return Principal(
+    session = Principal(
         "session", str(row[5]), Role(str(row[2])), row[3], session_id=str(claims["sid"])
     )
+    # the token's own expiry (whole seconds) may come before the session row's
+    token_end = datetime.fromtimestamp(int(claims["exp"]), UTC).replace(tzinfo=None)
+    return session, min(row[0], token_end)
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    principal: Principal
+    expires_at: datetime | None  # a session's end
+
+
+class PrincipalCache:
+    """Who a token names, remembered by a server (see the module docstring); bounded."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._known: dict[str, _Known] = {}
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal `token` names when that needs no store read, else None."""
+        known = self._known.get(token)
+        if known is None:
+            return None
+        p = known.principal
+        if (
+            (p.key_id is not None and p.key_id in _touched_keys)
+            or (p.session_id is not None and p.session_id in _touched_sessions)
+            or (p.kind == "session" and p.name in _touched_users)
+            or (known.expires_at is not None and known.expires_at <= _now())
+        ):
+            self._known.pop(token, None)
+            return None
+        return p
+
+    def authenticate(
+        self, cur: duckdb.DuckDBPyConnection, settings: Settings, token: str
+    ) -> Principal:
+        """`authenticate`, answered from memory when it may be."""
+        token = token.strip()
+        found = self.cached(token)
+        if found is not None:
+            return found
+        principal, expires_at = _authenticate(cur, settings, token)
+        if principal.kind != "admin_token":  # the token file is read each time: rotation
+            if len(self._known) >= self.max_entries:
+                self._known.clear()
+            self._known[token] = _Known(principal, expires_at)
+        return principal

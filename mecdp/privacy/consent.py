@@ -28,6 +28,7 @@ import duckdb
 
 from mecdp.errors import InputError
 from mecdp.privacy.crypto import BLIND_INDEX_TYPES, blind_index, sha256_hex
+from mecdp.profiles import serving
 
 if TYPE_CHECKING:
     from mecdp.privacy.vault import Vault
@@ -263,6 +264,7 @@ def record_consent(
             recorded_by,
         ],
     )
+    serving.changed(cur, [serving.member_ref_name(values["member_ref"])])
     log.info("consent.recorded", extra={"consent_purpose": values["purpose"]})
     row = cur.execute(
         f"SELECT {_COLUMNS} FROM consents WHERE consent_id = ?", [consent_id]

@@ -54,6 +54,7 @@ from mecdp.privacy.vault import (
     stored_identifier,
     vault_for,
 )
+from mecdp.profiles import serving
 
 KINDS = ("access", "correction", "deletion")
 STATUSES = ("received", "in_progress", "completed", "rejected")
@@ -716,6 +717,7 @@ def delete_member(
         counts["quarantine"] = len(quarantined)
     for one_id in member.one_ids:
         cur.execute("DELETE FROM member_keys WHERE member_ref = ?", [f"one_id:{one_id}"])
+    serving.changed(cur, [serving.one_id_name(o) for o in member.one_ids])
     return counts
 
 

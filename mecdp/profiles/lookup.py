@@ -28,6 +28,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from mecdp.profiles import serving
 from mecdp.store.duckdb_store import replace_table
 
 DOCUMENTS = "profile_documents"
@@ -137,12 +138,33 @@ def write_documents(
         # deleting a million rows makes DuckDB's commit take minutes: swap in a fresh table
         replace_table(cur, DOCUMENTS, document_sql("TRUE", sources))
         row = cur.execute(f"SELECT count(*) FROM {DOCUMENTS}").fetchone()
+        serving.changed(cur, serving.ALL)
     else:
         in_scope = f"one_id IN (SELECT one_id FROM {scope})"
         cur.execute(f"DELETE FROM {DOCUMENTS} WHERE {in_scope}")
         cur.execute(f"INSERT INTO {DOCUMENTS} {document_sql(in_scope, sources)}")
         row = cur.execute(f"SELECT count(*) FROM {DOCUMENTS} WHERE {in_scope}").fetchone()
+        _scope_changed(cur, scope, sources)
     return int(row[0]) if row else 0
+
+
+def _scope_changed(cur: duckdb.DuckDBPyConnection, scope: str, sources: DocumentSources) -> None:
+    """Tell the serving cache: the persons of `scope` changed, and so did the resolution of
+    every identifier they hold now (one may have become shared with another person)."""
+    if not serving.active():
+        return
+    persons = [str(r[0]) for r in cur.execute(f"SELECT one_id FROM {scope}").fetchall()]
+    values = cur.execute(
+        f"SELECT DISTINCT id_value FROM {sources.identifiers} "
+        f"WHERE one_id IN (SELECT one_id FROM {scope})"
+    ).fetchall()
+    serving.changed(
+        cur,
+        [
+            *(serving.one_id_name(p) for p in persons),
+            *(serving.id_value_name(str(v[0])) for v in values),
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- the read

@@ -242,7 +242,7 @@ def _resolve(
     )
 
 
-def _fast_person(
+def fast_person(
     cur: duckdb.DuckDBPyConnection, settings: Settings, id_type: str, value: str
 ) -> str | None:
     """The hot path of a lookup: one indexed query on the profile tables (a built profile, or
@@ -273,7 +273,7 @@ def find_person(cur: duckdb.DuckDBPyConnection, settings: Settings, ref: str) ->
     names the candidate persons.
     """
     id_type, value = parse_ref(ref)
-    fast = _fast_person(cur, settings, id_type, value)
+    fast = fast_person(cur, settings, id_type, value)
     if fast is not None:
         return fast
     if id_type == "one_id":
