@@ -51,7 +51,7 @@ from mecdp.privacy.crypto import (
     encrypt_array,
     encrypt_value,
     load_keyring,
-    normalise_for_index,
+    normalise_array,
 )
 from mecdp.privacy.masking import FIELD_KINDS, mask_value
 from mecdp.store.engine import ScalarUdf
@@ -278,10 +278,7 @@ def seal_identifiers_table(table: pa.Table, vault: Vault) -> pa.Table:
         if not pc.any(mask).as_py():
             continue
         picked = pc.filter(values, mask)
-        normalised = pa.array(
-            [None if v is None else normalise_for_index(id_type, v) for v in picked.to_pylist()],
-            pa.string(),
-        )
+        normalised = normalise_array(id_type, picked)
         values = pc.replace_with_mask(
             values, mask, blind_index_array(vault.hash_key, id_type, normalised)
         )
