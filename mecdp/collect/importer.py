@@ -8,12 +8,14 @@ Steps, for one file:
    changes nothing (`already_imported`).
 2. Read it (`readers`) into an all-text staging table, match its headers to the kind's
    fields (`mapping`); missing required columns stop the import before anything is written.
-3. Clean (`mecdp.clean.stage.clean_records`): typed records, contacts, identifiers, rejects;
-   names, phones and emails are then encrypted / blind-indexed (`mecdp.privacy.vault`).
-4. Write in ONE transaction: new records (anti-join on record_id), their contacts and
-   identifiers, one quarantine row per failing field (payload = the original row under the
-   file's own headers, id-card numbers masked, then value and payload encrypted), the
-   `file_imports` and `ingest_log` rows.
+3. Clean (`mecdp.clean.stage.clean_work`): one materialised table of cleaned rows; records,
+   contacts and identifiers stay queries over it, rejects become a small table. Each
+   distinct name, phone and email is encrypted / blind-indexed once (`mecdp.privacy.vault`)
+   into a lookup the inserts join.
+4. Write in ONE transaction: new records (anti-join on record_id; filtered only when some
+   are stored already), their contacts and identifiers, one quarantine row per failing
+   field (payload = the original row under the file's own headers, id-card numbers masked,
+   then value and payload encrypted), the `file_imports` and `ingest_log` rows.
    Bad rows never stop the good ones.
 """
 
@@ -25,6 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from collections.abc import Mapping as MappingType
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -474,15 +477,23 @@ def _write(
             return sql
         return f"SELECT * FROM ({sql}) WHERE record_id IN (SELECT record_id FROM {new})"
 
-    if kind.table is not None:
-        _insert_matching(
-            cur,
-            kind.table,
-            only_new(work.records),
-            _query_columns(cur, records),
-            extra=stamp,
-        )
-    names, identifiers = _seal_lookups(cur, work, vault, prefix)
+    plain_names, plain_ids = _plain_values(cur, work)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Sealing is Python (it holds the GIL) and DuckDB releases it while it writes the
+        # records: on two cores the two run side by side.
+        sealing = pool.submit(_seal_values, plain_names, plain_ids, vault)
+        if kind.table is not None:
+            _insert_matching(
+                cur,
+                kind.table,
+                only_new(work.records),
+                _query_columns(cur, records),
+                extra=stamp,
+            )
+        sealed_names, sealed_ids_table = sealing.result()
+    names, identifiers = f"{prefix}_sealed_names", f"{prefix}_sealed_ids"
+    cur.register(names, sealed_names)
+    cur.register(identifiers, sealed_ids_table)
     try:
         contacts = (
             "SELECT c.* REPLACE (s.name AS name), s.name_bidx "
@@ -554,32 +565,32 @@ def _write(
     return accepted, rejected_rows, by_rule
 
 
-def _seal_lookups(
-    cur: duckdb.DuckDBPyConnection, work: CleanWork, vault: Vault, prefix: str
-) -> tuple[str, str]:
-    """Register two Arrow lookups, `plain` -> sealed columns, and return their names.
-
-    Names: `plain` -> `name` (token), `name_bidx`; identifiers of the encrypted types:
-    (`id_type`, `plain`) -> `id_value` (blind index), `id_value_enc` (token). Each distinct
-    value is sealed once (the vault's own table functions do it), so equal values within one
-    file share a token: their blind index already shows they are equal.
-    """
-    plain_names = cur.execute(
+def _plain_values(cur: duckdb.DuckDBPyConnection, work: CleanWork) -> tuple[pa.Table, pa.Table]:
+    """The distinct names (`plain`) and identifiers of the encrypted types (`id_type`,
+    `plain`) the import writes."""
+    names = cur.execute(
         f"SELECT DISTINCT name AS plain FROM ({work.contacts}) WHERE name IS NOT NULL"
     ).to_arrow_table()
-    names = seal_contacts_table(plain_names.append_column("name", plain_names["plain"]), vault)
     types = ", ".join(_sql_text(t) for t in ENCRYPTED_ID_TYPES)
-    plain_ids = cur.execute(
+    identifiers = cur.execute(
         f"SELECT DISTINCT id_type, id_value AS plain FROM ({work.identifiers}) "
         f"WHERE id_type IN ({types})"
     ).to_arrow_table()
-    identifiers = seal_identifiers_table(
-        plain_ids.append_column("id_value", plain_ids["plain"]), vault
+    return names, identifiers
+
+
+def _seal_values(names: pa.Table, identifiers: pa.Table, vault: Vault) -> tuple[pa.Table, pa.Table]:
+    """Lookups from `plain` to the sealed columns: names -> `name` (token), `name_bidx`;
+    identifiers -> `id_value` (blind index), `id_value_enc` (token).
+
+    Each distinct value is sealed once (by the vault's own table functions), so equal values
+    within one file share a token: their blind index already shows they are equal.
+    """
+    sealed_names = seal_contacts_table(names.append_column("name", names["plain"]), vault)
+    sealed_ids = seal_identifiers_table(
+        identifiers.append_column("id_value", identifiers["plain"]), vault
     )
-    names_view, ids_view = f"{prefix}_sealed_names", f"{prefix}_sealed_ids"
-    cur.register(names_view, names)
-    cur.register(ids_view, identifiers)
-    return names_view, ids_view
+    return sealed_names, sealed_ids
 
 
 def _sample_rejects(
