@@ -30,15 +30,21 @@ Algorithm (`build_components`):
 
 Inputs (tables the caller registers on the engine):
 
-- ``oneid_in_edges(record_id, id_type, id_value)``: every record-identifier edge;
+- ``oneid_in_edges(record_id, id_type, id_value, ...)``: every record-identifier edge (other
+  columns, e.g. the source and when it was observed, are carried to the output edges);
 - ``oneid_in_types(id_type, priority, max_values, is_unique)``: the configured types;
 - ``oneid_in_blocklist(id_type, value, pattern)``: exact values or patterns;
 - ``oneid_in_bdays(record_id, bday_days, bday_y, bday_m, bday_d)``: known birthdays (days
   since 1970-01-01 and the date parts).
 
-Outputs: ``oneid_out_records(record_id, comp)``, ``oneid_out_edges(record_id, id_type,
-id_value, status, comp)`` (status: linked, ambiguous, blocklisted; comp is the component a
-linked node belongs to). A component is named by its smallest record_id.
+Outputs: ``oneid_out_records(record_id, comp)``; ``oneid_out_edges(<the input edge's
+columns>, status, comp, record_comp)`` (status: linked, ambiguous, blocklisted; comp is the
+component a linked node belongs to, record_comp the record's); ``oneid_out_nodes(id_type,
+id_value, comp)``: every linked node once. A component is numbered by the rank of its smallest
+record_id (so ordering components by number orders them by that record_id).
+
+Every step works on integer keys (dense numbers for records, nodes and types); the strings
+are joined back once, in the outputs.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ BLOCKLIST = "oneid_in_blocklist"
 BDAYS = "oneid_in_bdays"
 OUT_RECORDS = "oneid_out_records"
 OUT_EDGES = "oneid_out_edges"
+OUT_NODES = "oneid_out_nodes"
 
 LINKED = "linked"
 AMBIGUOUS = "ambiguous"
@@ -101,16 +108,25 @@ def label_propagation(
     Writes `out(a, comp)`: for every `a`, the smallest `a` of its component. Returns the
     number of iterations. Labels only decrease, so a stable sum means a stable labelling.
     """
-    lab, nxt = f"{prefix}_lab", f"{prefix}_nxt"
-    engine.create_table_as(lab, f"SELECT a, min(a) AS comp FROM {pairs} GROUP BY a")
-    previous = _label_sum(engine, lab)
-    iterations = 0
-    for iterations in range(1, max_iterations + 1):  # noqa: B007 - returned below
+    # The first round needs no labels yet: every b takes its smallest a.
+    current, spare = f"{prefix}_l0", f"{prefix}_l1"
+    engine.create_table_as(
+        current,
+        f"""
+        WITH node_lab AS (SELECT b, min(a) AS comp FROM {pairs} GROUP BY b)
+        SELECT p.a, min(n.comp) AS comp FROM {pairs} p JOIN node_lab n ON n.b = p.b
+        GROUP BY p.a
+        """,
+    )
+    previous = _label_sum(engine, current)
+    iterations = 1
+    while iterations < max_iterations:
+        iterations += 1
         engine.create_table_as(
-            nxt,
+            spare,
             f"""
             WITH node_lab AS (
-                SELECT p.b, min(l.comp) AS comp FROM {pairs} p JOIN {lab} l ON l.a = p.a
+                SELECT p.b, min(l.comp) AS comp FROM {pairs} p JOIN {current} l ON l.a = p.a
                 GROUP BY p.b
             )
             SELECT p.a, min(n.comp) AS comp
@@ -118,15 +134,14 @@ def label_propagation(
             GROUP BY p.a
             """,
         )
-        engine.drop(lab)
-        engine.create_table_as(lab, f"SELECT a, comp FROM {nxt}")
-        engine.drop(nxt)
-        current = _label_sum(engine, lab)
-        if current == previous:
+        engine.drop(current)
+        current, spare = spare, current
+        total = _label_sum(engine, current)
+        if total == previous:
             break
-        previous = current
-    engine.create_table_as(out, f"SELECT a, comp FROM {lab}")
-    engine.drop(lab)
+        previous = total
+    engine.create_table_as(out, f"SELECT a, comp FROM {current}")
+    engine.drop(current)
     return iterations
 
 
@@ -140,13 +155,13 @@ def _label_sum(engine: Engine, table: str) -> int:
 
 
 def _type_violations(values: str, key: str) -> str:
-    """Keys of `values(key, nid)` sets holding more values of a type than it allows."""
+    """Keys of `values(key, nid, tid)` sets holding more values of a type than it allows."""
     return f"""
         SELECT DISTINCT v.{key} AS k
-        FROM {values} v JOIN g_node n ON n.nid = v.nid
-        WHERE n.max_values IS NOT NULL
-        GROUP BY v.{key}, n.id_type, n.max_values
-        HAVING count(DISTINCT v.nid) > max(n.max_values)
+        FROM {values} v JOIN g_type t ON t.tid = v.tid
+        WHERE t.max_values IS NOT NULL
+        GROUP BY v.{key}, v.tid
+        HAVING count(DISTINCT v.nid) > max(t.max_values)
     """
 
 
@@ -161,16 +176,10 @@ def _bday_violations(bdays: str, key: str) -> str:
     """
 
 
-def build_components(
-    engine: Engine,
-    *,
-    default_priority: int = 10,
-    progress: Progress = _noop,
-) -> GraphStats:
-    """Compute the components of the registered inputs; see the module docstring."""
-    progress("preparing the graph")
-    # Exact values by a hash join; the patterns of a type as one constant alternation per
-    # type, inlined as literals (a regular expression read from a column is compiled per row).
+def _pattern_test(engine: Engine) -> str:
+    """A boolean SQL expression on `v.id_type, v.id_value`: the value matches a blocklist
+    pattern of its type. The patterns of a type are one constant alternation, inlined as a
+    literal (a regular expression read from a column is compiled per row)."""
     patterns = engine.fetch_arrow(
         f"SELECT id_type, pattern FROM {BLOCKLIST} WHERE pattern IS NOT NULL "
         "ORDER BY id_type, pattern"
@@ -183,48 +192,58 @@ def build_components(
         f"{_literal('|'.join(f'(?:{p})' for p in ps))}))"
         for t, ps in sorted(by_type.items())
     ]
+    return " OR ".join(tests) or "FALSE"
+
+
+def build_components(
+    engine: Engine,
+    *,
+    default_priority: int = 10,
+    progress: Progress = _noop,
+) -> GraphStats:
+    """Compute the components of the registered inputs; see the module docstring."""
+    progress("preparing the graph")
+    # Records are numbered in record_id order: the smallest number of a component names it.
+    engine.create_table_as("g_in", f"SELECT * FROM {EDGES}")
+    edge_columns = engine.columns("g_in")
     engine.create_table_as(
-        "g_flagged",
+        "g_type",
         f"""
-        WITH vals AS (SELECT DISTINCT id_type, id_value FROM {EDGES})
-        SELECT v.id_type, v.id_value FROM vals v
-        JOIN {BLOCKLIST} b ON b.id_type = v.id_type AND b.value = v.id_value
-        UNION
-        SELECT v.id_type, v.id_value FROM vals v
-        WHERE {" OR ".join(tests) or "FALSE"}
-        """,
-    )
-    engine.create_table_as(
-        "g_rec",
-        f"""
-        SELECT record_id, row_number() OVER (ORDER BY record_id) AS rid
-        FROM (SELECT DISTINCT record_id FROM {EDGES}) r
+        SELECT v.id_type, row_number() OVER (ORDER BY v.id_type) AS tid,
+               coalesce(t.priority, {int(default_priority)}) AS priority, t.max_values
+        FROM (SELECT DISTINCT id_type FROM g_in) v LEFT JOIN {TYPES} t ON t.id_type = v.id_type
         """,
     )
     engine.create_table_as(
         "g_node",
         f"""
-        SELECT v.id_type, v.id_value,
+        SELECT v.id_type, v.id_value, t.tid,
                row_number() OVER (ORDER BY v.id_type, v.id_value) AS nid,
-               coalesce(t.priority, {int(default_priority)}) AS priority,
-               t.max_values, coalesce(t.is_unique, FALSE) AS is_unique
-        FROM (
-            SELECT DISTINCT e.id_type, e.id_value FROM {EDGES} e
-            LEFT JOIN g_flagged f ON f.id_type = e.id_type AND f.id_value = e.id_value
-            WHERE f.id_type IS NULL
-        ) v
-        LEFT JOIN {TYPES} t ON t.id_type = v.id_type
+               (x.id_type IS NOT NULL OR {_pattern_test(engine)}) AS blocked
+        FROM (SELECT DISTINCT id_type, id_value FROM g_in) v
+        JOIN g_type t ON t.id_type = v.id_type
+        LEFT JOIN (SELECT DISTINCT id_type, value FROM {BLOCKLIST} WHERE value IS NOT NULL) x
+          ON x.id_type = v.id_type AND x.value = v.id_value
         """,
     )
     engine.create_table_as(
-        "g_e",
-        f"""
-        SELECT DISTINCT r.rid AS a, n.nid AS b
-        FROM {EDGES} e
+        "g_rec",
+        """
+        SELECT record_id, row_number() OVER (ORDER BY record_id) AS rid
+        FROM (SELECT DISTINCT record_id FROM g_in) r
+        """,
+    )
+    engine.create_table_as(
+        "g_ein",
+        """
+        SELECT e.*, r.rid AS a, n.nid AS b, n.tid, n.blocked
+        FROM g_in e
         JOIN g_rec r ON r.record_id = e.record_id
         JOIN g_node n ON n.id_type = e.id_type AND n.id_value = e.id_value
         """,
     )
+    engine.drop("g_in")
+    engine.create_table_as("g_e", "SELECT DISTINCT a, b, tid FROM g_ein WHERE NOT blocked")
     engine.create_table_as(
         "g_bday",
         f"""
@@ -243,7 +262,8 @@ def build_components(
         "FROM g_rec r LEFT JOIN g_cc c ON c.a = r.rid",
     )
     engine.create_table_as(
-        "g_vals", "SELECT DISTINCT c.comp, e.b AS nid FROM g_e e JOIN g_comp c ON c.rid = e.a"
+        "g_vals",
+        "SELECT DISTINCT c.comp, e.b AS nid, e.tid FROM g_e e JOIN g_comp c ON c.rid = e.a",
     )
     engine.create_table_as(
         "g_comp_bday",
@@ -270,7 +290,7 @@ def build_components(
         engine.create_table_as(
             "g_node_comp",
             """
-            SELECT DISTINCT v.nid, v.comp FROM g_vals v
+            SELECT v.nid, v.comp FROM g_vals v
             WHERE v.comp NOT IN (SELECT comp FROM g_bad)
             UNION ALL
             SELECT nid, sc AS comp FROM l_att
@@ -282,41 +302,39 @@ def build_components(
     progress("writing components")
     engine.create_table_as(
         OUT_RECORDS,
-        """
-        SELECT r.record_id, cr.record_id AS comp
-        FROM g_final f
-        JOIN g_rec r ON r.rid = f.rid
-        JOIN g_rec cr ON cr.rid = f.comp
-        """,
+        "SELECT r.record_id, f.comp FROM g_final f JOIN g_rec r ON r.rid = f.rid",
     )
+    # Extra columns of the input edges are carried through to the output edges.
+    carried = ", ".join(f"e.{c}" for c in edge_columns)
     engine.create_table_as(
         OUT_EDGES,
         f"""
-        SELECT e.record_id, e.id_type, e.id_value,
-               CASE WHEN fl.id_type IS NOT NULL THEN '{BLOCKLISTED}'
+        SELECT {carried},
+               CASE WHEN e.blocked THEN '{BLOCKLISTED}'
                     WHEN nc.comp IS NULL THEN '{AMBIGUOUS}'
                     ELSE '{LINKED}' END AS status,
-               cr.record_id AS comp
-        FROM {EDGES} e
-        LEFT JOIN g_flagged fl ON fl.id_type = e.id_type AND fl.id_value = e.id_value
-        LEFT JOIN g_node n ON n.id_type = e.id_type AND n.id_value = e.id_value
-        LEFT JOIN g_node_comp nc ON nc.nid = n.nid
-        LEFT JOIN g_rec cr ON cr.rid = nc.comp
+               nc.comp, f.comp AS record_comp
+        FROM g_ein e
+        JOIN g_final f ON f.rid = e.a
+        LEFT JOIN g_node_comp nc ON nc.nid = e.b
         """,
+    )
+    engine.create_table_as(
+        OUT_NODES,
+        "SELECT n.id_type, n.id_value, nc.comp FROM g_node_comp nc JOIN g_node n ON n.nid = nc.nid",
     )
     stats = GraphStats(
         records=engine.count("g_rec"),
         components=int(
-            engine.fetch_arrow(f"SELECT count(DISTINCT comp) AS n FROM {OUT_RECORDS}")
-            .column(0)[0]
-            .as_py()
+            engine.fetch_arrow("SELECT count(DISTINCT comp) AS n FROM g_final").column(0)[0].as_py()
         ),
         conflicting_components=conflicting,
         iterations=iterations,
         levels=levels,
     )
     for name in (
-        "g_flagged",
+        "g_type",
+        "g_ein",
         "g_e",
         "g_bday",
         "g_cc",
@@ -337,12 +355,12 @@ def build_components(
 
 def _relink_conflicts(engine: Engine) -> int:
     """Step 4 of the algorithm over the records of conflicting components; fills `l_sub(rid,
-    sc)` (their sub-persons) and `l_att(nid, sc)` (the nodes attached to them)."""
+    sc)` (their sub-persons) and `l_att(nid, sc, tid)` (the nodes attached to them)."""
     engine.create_table_as(
         "l_edges",
         """
-        SELECT e.a AS rid, e.b AS nid, n.priority
-        FROM g_e e JOIN g_comp c ON c.rid = e.a JOIN g_node n ON n.nid = e.b
+        SELECT e.a AS rid, e.b AS nid, e.tid, t.priority
+        FROM g_e e JOIN g_comp c ON c.rid = e.a JOIN g_type t ON t.tid = e.tid
         WHERE c.comp IN (SELECT comp FROM g_bad)
         """,
     )
@@ -351,7 +369,9 @@ def _relink_conflicts(engine: Engine) -> int:
         "SELECT rid, rid AS sc FROM g_comp WHERE comp IN (SELECT comp FROM g_bad)",
     )
     engine.create_table_as(
-        "l_att", "SELECT CAST(NULL AS BIGINT) AS nid, CAST(NULL AS BIGINT) AS sc WHERE 1 = 0"
+        "l_att",
+        "SELECT CAST(NULL AS BIGINT) AS nid, CAST(NULL AS BIGINT) AS sc, "
+        "CAST(NULL AS BIGINT) AS tid WHERE 1 = 0",
     )
     priorities = [
         int(v)
@@ -369,7 +389,7 @@ def _relink_level(engine: Engine, priority: int) -> None:
     engine.create_table_as(
         "l_adj",
         f"""
-        SELECT DISTINCT le.nid, s.sc
+        SELECT DISTINCT le.nid, s.sc, le.tid
         FROM l_edges le JOIN l_sub s ON s.rid = le.rid
         WHERE le.priority = {int(priority)}
         """,
@@ -378,7 +398,9 @@ def _relink_level(engine: Engine, priority: int) -> None:
         "l_deg", "SELECT nid, count(*) AS deg FROM l_adj GROUP BY nid HAVING count(*) >= 2"
     )
     # Values of each sub-person once this level is attached.
-    engine.create_table_as("l_vals", "SELECT nid, sc FROM l_att UNION SELECT nid, sc FROM l_adj")
+    engine.create_table_as(
+        "l_vals", "SELECT nid, sc, tid FROM l_att UNION SELECT nid, sc, tid FROM l_adj"
+    )
     engine.create_table_as(
         "l_bd",
         """
@@ -390,7 +412,7 @@ def _relink_level(engine: Engine, priority: int) -> None:
     engine.create_table_as(
         "l_cand_vals",
         """
-        SELECT DISTINCT a.nid AS x, v.nid
+        SELECT DISTINCT a.nid AS x, v.nid, v.tid
         FROM l_adj a JOIN l_deg d ON d.nid = a.nid JOIN l_vals v ON v.sc = a.sc
         """,
     )
@@ -409,7 +431,7 @@ def _relink_level(engine: Engine, priority: int) -> None:
     engine.create_table_as(
         "l_bridge",
         """
-        SELECT a.sc AS a, a.nid AS b FROM l_adj a
+        SELECT a.sc AS a, a.nid AS b, a.tid FROM l_adj a
         JOIN l_deg d ON d.nid = a.nid
         WHERE a.nid NOT IN (SELECT nid FROM l_rej)
         """,
@@ -418,7 +440,7 @@ def _relink_level(engine: Engine, priority: int) -> None:
     # Post-check: a person built from several sub-persons by this level's bridges.
     engine.create_table_as(
         "l_newvals",
-        "SELECT DISTINCT m.comp AS nsc, v.nid FROM l_vals v JOIN l_map0 m ON m.a = v.sc",
+        "SELECT DISTINCT m.comp AS nsc, v.nid, v.tid FROM l_vals v JOIN l_map0 m ON m.a = v.sc",
     )
     engine.create_table_as(
         "l_newbd",
@@ -451,11 +473,12 @@ def _relink_level(engine: Engine, priority: int) -> None:
     engine.create_table_as(
         "l_att_next",
         """
-        SELECT a.nid, coalesce(m.nsc, a.sc) AS sc FROM l_att a LEFT JOIN l_map m ON m.sc = a.sc
+        SELECT a.nid, coalesce(m.nsc, a.sc) AS sc, a.tid
+        FROM l_att a LEFT JOIN l_map m ON m.sc = a.sc
         UNION ALL
-        SELECT a.nid, a.sc FROM l_adj a WHERE a.nid NOT IN (SELECT nid FROM l_deg)
+        SELECT a.nid, a.sc, a.tid FROM l_adj a WHERE a.nid NOT IN (SELECT nid FROM l_deg)
         UNION ALL
-        SELECT DISTINCT b.b AS nid, m.nsc AS sc
+        SELECT DISTINCT b.b AS nid, m.nsc AS sc, b.tid
         FROM l_bridge b JOIN l_map0 m0 ON m0.a = b.a JOIN l_map m ON m.sc = b.a
         WHERE m0.comp NOT IN (SELECT nsc FROM l_badn)
         """,
@@ -463,7 +486,7 @@ def _relink_level(engine: Engine, priority: int) -> None:
     engine.drop("l_sub")
     engine.create_table_as("l_sub", "SELECT rid, sc FROM l_sub_next")
     engine.drop("l_att")
-    engine.create_table_as("l_att", "SELECT nid, sc FROM l_att_next")
+    engine.create_table_as("l_att", "SELECT nid, sc, tid FROM l_att_next")
     for name in (
         "l_adj",
         "l_deg",

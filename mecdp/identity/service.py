@@ -43,6 +43,7 @@ from mecdp.identity.plain import (
 )
 from mecdp.privacy.audit import AuditEntry, append_audit
 from mecdp.store import Store
+from mecdp.store.duckdb_store import replace_table
 from mecdp.store.engine import DuckDBEngine, Engine
 
 Progress = Callable[[str], None]
@@ -83,7 +84,7 @@ _TYPES_SCHEMA = pa.schema(
 )
 
 EDGES_SQL = f"""
-SELECT ri.record_id, ri.id_type, ri.id_value
+SELECT ri.record_id, ri.id_type, ri.id_value, ri.source_id, ri.observed_at
 FROM record_identifiers ri
 WHERE NOT EXISTS (
     SELECT 1 FROM identity_overrides o
@@ -93,10 +94,12 @@ WHERE NOT EXISTS (
     SELECT 1 FROM identity_overrides o
     WHERE o.action = 'remove_identifier' AND o.id_type = ri.id_type AND o.id_value = ri.id_value)
 UNION ALL
-SELECT record_id_l AS record_id, '{MATCH_TYPE}' AS id_type, pair_id AS id_value
+SELECT record_id_l AS record_id, '{MATCH_TYPE}' AS id_type, pair_id AS id_value,
+       CAST(NULL AS VARCHAR) AS source_id, CAST(NULL AS TIMESTAMP) AS observed_at
 FROM identity_match_pairs WHERE status IN ('auto', 'approved')
 UNION ALL
-SELECT record_id_r AS record_id, '{MATCH_TYPE}' AS id_type, pair_id AS id_value
+SELECT record_id_r AS record_id, '{MATCH_TYPE}' AS id_type, pair_id AS id_value,
+       CAST(NULL AS VARCHAR) AS source_id, CAST(NULL AS TIMESTAMP) AS observed_at
 FROM identity_match_pairs WHERE status IN ('auto', 'approved')
 """
 
@@ -201,19 +204,28 @@ def _run_graph(
 # --------------------------------------------------------------------------- persistence
 
 
+# The override that removed an edge `ri` of record_identifiers (join condition on `o`).
+_REMOVED_EDGE = """
+    ON o.id_type = ri.id_type AND o.id_value = ri.id_value
+   AND (o.action = 'remove_identifier' OR (o.action = 'remove_edge' AND o.record_id = ri.record_id))
+"""
+
+
 def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
     """Write links, one_ids, redirects and events from the graph's outputs.
 
     Returns (merges, splits) of previously existing persons.
     """
     now = _now()
-    # Edge log: every edge with what became of it.
-    cur.execute(
+    # Edge log: every edge with what became of it; removed edges (manual splits) stay in the
+    # log with their reason. Replaced wholesale (a bulk delete makes the commit slow).
+    replace_table(
+        cur,
+        "identity_links",
         f"""
-        CREATE OR REPLACE TEMP TABLE oneid_links_new AS
         SELECT e.record_id, e.id_type, e.id_value,
                CASE WHEN e.id_type = '{MATCH_TYPE}' THEN 'match' ELSE 'record' END AS kind,
-               ri.source_id,
+               e.source_id,
                CASE WHEN e.id_type = '{MATCH_TYPE}' THEN mp.rule_name ELSE e.id_type END AS rule,
                mp.weight,
                e.status,
@@ -222,34 +234,21 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
                         || 'identifier, limit or birthday conflict)'
                    WHEN 'blocklisted' THEN 'value is blocklisted'
                END AS reason,
-               ri.observed_at
+               e.observed_at,
+               CAST(? AS TIMESTAMP) AS updated_at
         FROM {graph.OUT_EDGES} e
-        LEFT JOIN record_identifiers ri ON ri.record_id = e.record_id
-             AND ri.id_type = e.id_type AND ri.id_value = e.id_value
         LEFT JOIN (SELECT pair_id, weight,
                           CASE status WHEN 'approved' THEN 'review' ELSE 'splink' END AS rule_name
                    FROM identity_match_pairs) mp
              ON e.id_type = '{MATCH_TYPE}' AND mp.pair_id = e.id_value
-        """
-    )
-    cur.execute("DELETE FROM identity_links")
-    cur.execute(
-        "INSERT INTO identity_links SELECT record_id, id_type, id_value, kind, "
-        "source_id, rule, weight, status, reason, observed_at, ? FROM oneid_links_new",
-        [now],
-    )
-    # Removed edges (manual splits) stay in the log with their reason.
-    cur.execute(
-        """
-        INSERT INTO identity_links
-        SELECT ri.record_id, ri.id_type, ri.id_value, 'record', ri.source_id, ri.id_type,
-               NULL, 'removed', coalesce(o.reason, 'removed by ' || o.actor), ri.observed_at, ?
-        FROM record_identifiers ri JOIN identity_overrides o
-          ON o.id_type = ri.id_type AND o.id_value = ri.id_value
-         AND (o.action = 'remove_identifier'
-              OR (o.action = 'remove_edge' AND o.record_id = ri.record_id))
+        UNION ALL
+        SELECT ri.record_id, ri.id_type, ri.id_value, 'record' AS kind, ri.source_id,
+               ri.id_type AS rule, NULL AS weight, 'removed' AS status,
+               coalesce(o.reason, 'removed by ' || o.actor) AS reason, ri.observed_at,
+               CAST(? AS TIMESTAMP) AS updated_at
+        FROM record_identifiers ri JOIN identity_overrides o {_REMOVED_EDGE}
         """,
-        [now],
+        [now, now],
     )
     # Old person of each record (through redirects), per new component.
     cur.execute(
@@ -287,14 +286,19 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE oneid_fresh AS
-        SELECT o.comp,
-               {start} - 1 + row_number() OVER (ORDER BY min(ri.observed_at) NULLS LAST, o.comp)
+        WITH first_seen AS (
+            SELECT comp, min(observed_at) AS observed_at FROM (
+                SELECT record_comp AS comp, observed_at FROM {graph.OUT_EDGES}
+                UNION ALL  -- a removed edge still tells when its record was first seen
+                SELECT r.comp, ri.observed_at
+                FROM record_identifiers ri JOIN identity_overrides o {_REMOVED_EDGE}
+                JOIN {graph.OUT_RECORDS} r ON r.record_id = ri.record_id
+            ) GROUP BY comp
+        )
+        SELECT comp, {start} - 1 + row_number() OVER (ORDER BY observed_at NULLS LAST, comp)
                    AS seq
-        FROM {graph.OUT_RECORDS} o
-        LEFT JOIN (SELECT record_id, min(observed_at) AS observed_at FROM record_identifiers
-                   GROUP BY record_id) ri ON ri.record_id = o.record_id
-        WHERE o.comp NOT IN (SELECT comp FROM oneid_keep)
-        GROUP BY o.comp
+        FROM first_seen
+        WHERE comp NOT IN (SELECT comp FROM oneid_keep)
         """
     )
     fresh = int(cur.execute("SELECT count(*) FROM oneid_fresh").fetchone()[0])  # type: ignore[index]
@@ -365,34 +369,31 @@ def _persist(cur: duckdb.DuckDBPyConnection, actor: str) -> tuple[int, int]:
             """,
             [now, actor],
         )
-    # Current mappings.
-    cur.execute("DELETE FROM identity_records")
-    cur.execute(
-        f"INSERT INTO identity_records SELECT o.record_id, a.one_id FROM {graph.OUT_RECORDS} o "
-        "JOIN oneid_assign a ON a.comp = o.comp"
+    # Current mappings, replaced wholesale.
+    replace_table(
+        cur,
+        "identity_records",
+        f"SELECT o.record_id, a.one_id FROM {graph.OUT_RECORDS} o "
+        "JOIN oneid_assign a ON a.comp = o.comp",
     )
-    cur.execute("DELETE FROM identity_oneid")
-    cur.execute(
-        f"""
-        INSERT INTO identity_oneid
-        SELECT e.id_type, e.id_value, arg_min(a.one_id, a.one_id)
-        FROM {graph.OUT_EDGES} e JOIN oneid_assign a ON a.comp = e.comp
-        WHERE e.status = 'linked' AND e.id_type <> '{MATCH_TYPE}'
-        GROUP BY e.id_type, e.id_value
-        """
+    replace_table(
+        cur,
+        "identity_oneid",
+        f"SELECT n.id_type, n.id_value, a.one_id FROM {graph.OUT_NODES} n "
+        f"JOIN oneid_assign a ON a.comp = n.comp WHERE n.id_type <> '{MATCH_TYPE}'",
     )
-    cur.execute("DELETE FROM identity_ambiguous")
-    cur.execute(
+    replace_table(
+        cur,
+        "identity_ambiguous",
         f"""
-        INSERT INTO identity_ambiguous
         SELECT DISTINCT id_type, id_value,
-               'shared by persons it may not merge (household / shared identifier)', ?
+               'shared by persons it may not merge (household / shared identifier)' AS reason,
+               CAST(? AS TIMESTAMP) AS detected_at
         FROM {graph.OUT_EDGES} WHERE status = 'ambiguous' AND id_type <> '{MATCH_TYPE}'
         """,
         [now],
     )
     for name in (
-        "oneid_links_new",
         "oneid_comp_old",
         "oneid_keep",
         "oneid_fresh",
