@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from mecdp.collect.events import AcceptedMessage, utc_now
@@ -101,6 +102,18 @@ class WriteRequest:
     # exactly one of these is set by the writer's submit helpers
     _loop: asyncio.AbstractEventLoop | None = None
     _future: asyncio.Future[WriteResult] | Future[WriteResult] | None = None
+
+
+_RAW_VIEW = "_raw_batch"
+_QUARANTINE_VIEW = "_quarantine_batch"
+_INSERT_QUARANTINE = (
+    "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, reason, "
+    f"payload, quarantined_at) SELECT * FROM {_QUARANTINE_VIEW}"
+)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 _STOP = object()
@@ -238,28 +251,34 @@ class RawLogWriter:
                 received_at.append(req.received_at)
                 times.append(msg.event_time)
                 payloads.append(msg.payload)
+        batch = (
+            pa.Table.from_arrays(
+                [
+                    pa.array(seqs, pa.int64()),
+                    pa.array(sources, pa.string()),
+                    pa.array(ids, pa.string()),
+                    pa.array(received_at, pa.timestamp("us")),
+                    pa.array(times, pa.timestamp("us")),
+                    pa.array(payloads, pa.string()),
+                ],
+                schema=_RAW_SCHEMA,
+            )
+            if seqs
+            else None
+        )
         try:
-            cur.execute("BEGIN TRANSACTION")
-            inserted: set[tuple[str, str]] = set()
-            written = 0
-            if seqs:
-                batch = pa.Table.from_arrays(
-                    [
-                        pa.array(seqs, pa.int64()),
-                        pa.array(sources, pa.string()),
-                        pa.array(ids, pa.string()),
-                        pa.array(received_at, pa.timestamp("us")),
-                        pa.array(times, pa.timestamp("us")),
-                        pa.array(payloads, pa.string()),
-                    ],
-                    schema=_RAW_SCHEMA,
-                )
-                inserted = self._insert(cur, batch, seen)
-            written = len(inserted)
-            results = self._count(pending, inserted)
-            self._write_quarantine(cur, pending, now)
-            self._write_ingest_log(cur, pending, results, first_seq, now)
-            cur.execute("COMMIT")
+            try:
+                # the common case: every key is new, so the counts are known before the insert
+                # and the whole transaction is one DuckDB call (each call costs the GIL and
+                # a fixed overhead on top of its work)
+                results = self._count(pending, set(seen))
+                self._run_transaction(cur, pending, results, batch, first_seq, now)
+                written = len(seen)
+            except duckdb.ConstraintException:
+                # an old replay, beyond the in-memory window: redo with per-row conflicts
+                if batch is None:  # only the raw insert can conflict
+                    raise
+                results, written = self._run_with_conflicts(cur, pending, batch, first_seq, now)
         except BaseException as exc:
             log.exception("raw log commit failed; %d requests answered with an error", len(pending))
             with contextlib.suppress(Exception):  # the transaction may already be aborted
@@ -281,29 +300,63 @@ class RawLogWriter:
             for listener in self.listeners:
                 listener(self.last_seq)
 
-    def _insert(
-        self, cur: Any, batch: pa.Table, keys: set[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        """Insert the batch inside the open transaction; the (source, id) keys written."""
-        import duckdb
-
-        cur.register("_raw_batch", batch)
+    def _run_transaction(
+        self,
+        cur: Any,
+        pending: list[WriteRequest],
+        results: list[WriteResult],
+        batch: pa.Table | None,
+        first_seq: int,
+        now: datetime,
+    ) -> None:
+        """Insert and commit everything in one script; raises ConstraintException on a key
+        already in the table (after rolling the transaction back)."""
+        statements = ["BEGIN TRANSACTION"]
+        if batch is not None:
+            cur.register(_RAW_VIEW, batch)
+            statements.append(f"INSERT INTO raw_events BY NAME SELECT * FROM {_RAW_VIEW}")
+        if self._register_quarantine(cur, pending, now):
+            statements.append(_INSERT_QUARANTINE)
+        statements.append(self._ingest_log_sql(pending, results, first_seq, now))
+        statements.append("COMMIT")
         try:
-            try:
-                cur.execute("INSERT INTO raw_events BY NAME SELECT * FROM _raw_batch")
-                return set(keys)
-            except duckdb.ConstraintException:
-                # An old replay: redo the transaction with per-row conflict handling.
+            cur.execute(";\n".join(statements))
+        except BaseException:
+            # roll back before unregistering: a view dropped inside the failed transaction
+            # would come back with the rollback
+            with contextlib.suppress(Exception):
                 cur.execute("ROLLBACK")
-                cur.execute("BEGIN TRANSACTION")
-                cur.register("_raw_batch", batch)  # the rollback dropped the registration
-                rows = cur.execute(
-                    "INSERT INTO raw_events BY NAME SELECT * FROM _raw_batch "
-                    "ON CONFLICT DO NOTHING RETURNING source_id, message_id"
-                ).fetchall()
-                return {(r[0], r[1]) for r in rows}
+            raise
         finally:
-            cur.unregister("_raw_batch")
+            if batch is not None:
+                cur.unregister(_RAW_VIEW)
+
+    def _run_with_conflicts(
+        self,
+        cur: Any,
+        pending: list[WriteRequest],
+        batch: pa.Table,
+        first_seq: int,
+        now: datetime,
+    ) -> tuple[list[WriteResult], int]:
+        """The slow path: `ON CONFLICT DO NOTHING RETURNING` tells which keys were new."""
+        cur.execute("BEGIN TRANSACTION")
+        cur.register(_RAW_VIEW, batch)
+        try:
+            rows = cur.execute(
+                f"INSERT INTO raw_events BY NAME SELECT * FROM {_RAW_VIEW} "
+                "ON CONFLICT DO NOTHING RETURNING source_id, message_id"
+            ).fetchall()
+        finally:
+            cur.unregister(_RAW_VIEW)
+        inserted = {(r[0], r[1]) for r in rows}
+        written = len(inserted)
+        results = self._count(pending, inserted)
+        if self._register_quarantine(cur, pending, now):
+            cur.execute(_INSERT_QUARANTINE)
+        cur.execute(self._ingest_log_sql(pending, results, first_seq, now))
+        cur.execute("COMMIT")
+        return results, written
 
     def _remember(self, keys: set[tuple[str, str]]) -> None:
         """Keep the newest ids in the in-memory dedupe window (oldest evicted first)."""
@@ -330,10 +383,11 @@ class RawLogWriter:
             )
         return results
 
-    def _write_quarantine(self, cur: Any, pending: list[WriteRequest], now: datetime) -> None:
+    def _register_quarantine(self, cur: Any, pending: list[WriteRequest], now: datetime) -> bool:
+        """Register this commit's quarantine rows (sealed) as a view; False when there are none."""
         entries = [e for req in pending for e in req.quarantined]
         if not entries:
-            return
+            return False
         n = len(entries)
         table = pa.Table.from_arrays(
             [
@@ -352,21 +406,19 @@ class RawLogWriter:
         )
         if self._vault is not None:
             table = seal_quarantine(table, self._vault)
-        cur.register("_quarantine_batch", table)
-        cur.execute(
-            "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, "
-            "reason, payload, quarantined_at) SELECT * FROM _quarantine_batch"
-        )
-        cur.unregister("_quarantine_batch")
+        # stays registered until the next commit's quarantine replaces it (a small table)
+        cur.register(_QUARANTINE_VIEW, table)
+        return True
 
-    def _write_ingest_log(
+    def _ingest_log_sql(
         self,
-        cur: Any,
         pending: list[WriteRequest],
         results: list[WriteResult],
         first_seq: int,
         now: datetime,
-    ) -> None:
+    ) -> str:
+        """One `ingest_log` row per source of this commit, as literal SQL (so it can share
+        the transaction's single call; counts are ints, the texts are quoted)."""
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for req, res in zip(pending, results, strict=True):
             t = totals[req.source_id]
@@ -374,21 +426,17 @@ class RawLogWriter:
             t[1] += res.accepted
             t[2] += res.quarantined
             t[3] += res.duplicates
-        for source_id, (received, accepted, quarantined, duplicates) in totals.items():
-            cur.execute(
-                "INSERT INTO ingest_log (source_id, origin, ref, received, accepted, "
-                "quarantined, duplicates, logged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    source_id,
-                    self._origin,
-                    f"seq:{first_seq}",
-                    received,
-                    accepted,
-                    quarantined,
-                    duplicates,
-                    now,
-                ],
-            )
+        common = f"{_sql_text(self._origin)}, {_sql_text(f'seq:{first_seq}')}"
+        logged_at = f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"
+        rows = ", ".join(
+            f"({_sql_text(source_id)}, {common}, {int(received)}, {int(accepted)}, "
+            f"{int(quarantined)}, {int(duplicates)}, {logged_at})"
+            for source_id, (received, accepted, quarantined, duplicates) in totals.items()
+        )
+        return (
+            "INSERT INTO ingest_log (source_id, origin, ref, received, accepted, quarantined, "
+            f"duplicates, logged_at) VALUES {rows}"
+        )
 
     @staticmethod
     def _resolve(pending: list[WriteRequest], outcomes: list[Any]) -> None:
