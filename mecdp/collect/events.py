@@ -24,7 +24,6 @@ from __future__ import annotations
 import gzip
 import uuid
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,6 +155,9 @@ def parse_time(value: Any) -> datetime | None:
     if type(value) is not str or not value:
         return None
     try:
+        if value[-1] == "Z" and "T" in value:  # the SDKs' usual form: naive UTC directly
+            parsed = datetime.fromisoformat(value[:-1])
+            return parsed if parsed.tzinfo is None else None
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
@@ -165,8 +167,11 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=None) - offset
 
 
-def event_time(
-    message: Mapping[str, Any], received_at: datetime, batch_sent_at: datetime | None
+def _event_time(
+    explicit: datetime | None,
+    original: datetime | None,
+    sent_at: datetime | None,
+    received_at: datetime,
 ) -> datetime:
     """When the event happened, in server time.
 
@@ -174,20 +179,6 @@ def event_time(
     corrected: `receivedAt - (sentAt - originalTimestamp)`, with the batch's `sentAt` when the
     message has none. Without `originalTimestamp` the event happened when it was received.
     """
-    return _event_time(
-        parse_time(message.get("timestamp")),
-        parse_time(message.get("originalTimestamp")),
-        parse_time(message.get("sentAt")) or batch_sent_at,
-        received_at,
-    )
-
-
-def _event_time(
-    explicit: datetime | None,
-    original: datetime | None,
-    sent_at: datetime | None,
-    received_at: datetime,
-) -> datetime:
     if explicit is not None:
         return explicit
     if original is None:
@@ -237,8 +228,11 @@ def _is_id(value: Any) -> bool:
 _TYPE_SET = frozenset(MESSAGE_TYPES)
 
 
-def _check_message(message: dict[str, Any]) -> tuple[datetime | None, ...]:
-    """Raise `_Invalid` naming the first broken rule; else the parsed time fields."""
+def _check_message(
+    message: dict[str, Any],
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """Raise `_Invalid` naming the first broken rule; else the parsed time fields
+    (timestamp, originalTimestamp, sentAt)."""
     get = message.get
     kind = get("type")
     if kind not in _TYPE_SET:
@@ -349,7 +343,7 @@ def _check_message(message: dict[str, Any]) -> tuple[datetime | None, ...]:
         raise _Invalid(
             "groupId", get("groupId"), "group.group_id_required", "a group message needs groupId"
         )
-    return tuple(times)
+    return times[0], times[1], times[2]
 
 
 def _dump(value: Any) -> str:
@@ -423,7 +417,7 @@ def validate_message(
             payload,
         )
     try:
-        _check_message(message)
+        explicit, original, sent_at = _check_message(message)
     except _Invalid as bad:
         return RejectedMessage(
             index, bad.field, bad.value, bad.rule, bad.reason, message_id, payload
@@ -431,7 +425,7 @@ def validate_message(
     return AcceptedMessage(
         index=index,
         message_id=message_id or str(uuid.uuid4()),
-        event_time=event_time(message, received_at, batch_sent_at),
+        event_time=_event_time(explicit, original, sent_at or batch_sent_at, received_at),
         payload=payload,
     )
 
