@@ -19,7 +19,7 @@ from mecdp.collect.sources import add_source
 from mecdp.config import Settings, init_workspace
 from mecdp.store import open_store
 
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 60.0  # a shared, busy machine can take half a minute to start a server
 
 
 def free_port() -> int:
