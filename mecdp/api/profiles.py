@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from mecdp.api.deps import (
     MaskedReader,
@@ -249,33 +249,35 @@ def remember_answer(state: AppState, ref: str, one_id: str, body: bytes, seq: in
 
 
 class ProfileFastPath:
-    """ASGI middleware: answers ``GET /v1/profiles/{ref}`` (no query) for a masked reader
-    whose token the server already knows, from the serving cache; everything else (a first
-    lookup, an unknown token, a denied role, unmasked reads, errors) goes on to FastAPI."""
+    """Answers ``GET /v1/profiles/{ref}`` (no query) for a masked reader whose token the
+    server already knows, from the serving cache, before FastAPI sees the request (the app
+    asks it first); everything else (a first lookup, an unknown token, a denied role,
+    unmasked reads, errors) is left to FastAPI."""
 
     PREFIX = "/v1/profiles/"
 
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
-        self.app = app
+    def __init__(self, state: AppState) -> None:
         self.state = state
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
+    async def answered(self, scope: Scope, send: Send) -> bool:
+        """Whether the request was answered here."""
+        if not (
             scope["type"] == "http"
             and scope["method"] == "GET"
             and not scope["query_string"]
             and scope["path"].startswith(self.PREFIX)
         ):
-            body = self._answer(scope, scope["path"][len(self.PREFIX) :])
-            if body is not None:
-                headers = [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
-                ]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+            return False
+        body = self._answer(scope, scope["path"][len(self.PREFIX) :])
+        if body is None:
+            return False
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     def _answer(self, scope: Scope, ref: str) -> bytes | None:
         cache = self.state.serving
