@@ -448,44 +448,74 @@ def _expert_tags(
 def _persist_tags(
     cur: duckdb.DuckDBPyConnection, run_id: str, now: datetime, scoped: bool, tag_ids: list[str]
 ) -> int:
-    """Diff `ALL_TAGS` against customer_tags: append the changes to history and apply only
-    them (rewriting every row makes DuckDB's commit slow: it records each deleted row). Only
-    the tags in `tag_ids` (and, when `scoped`, the persons in `SCOPE`) take part."""
+    """Diff `ALL_TAGS` against customer_tags, append the changes to history and apply them.
+    Only the tags in `tag_ids` (and, when `scoped`, the persons in `SCOPE`) take part.
+
+    A full run rewrites customer_tags wholesale, sorted by one_id (so a member's rows share a
+    row group and point reads skip the rest by min/max); deleting the changed rows instead
+    makes DuckDB's commit take minutes at a million members. A scoped (stream) run changes
+    a few persons in place."""
     cur.register("cm_run_tag_ids", pa.table({"tag_id": pa.array(tag_ids, pa.string())}))
     person = f"AND one_id IN (SELECT one_id FROM {SCOPE})" if scoped else ""
     cur.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE cm_tag_changes AS
+        CREATE OR REPLACE TEMP TABLE cm_tag_merge AS
         SELECT coalesce(n.one_id, o.one_id) AS one_id, coalesce(n.tag_id, o.tag_id) AS tag_id,
                CASE WHEN o.one_id IS NULL THEN 'gained'
-                    WHEN n.one_id IS NULL THEN 'lost' ELSE 'changed' END AS change,
+                    WHEN n.one_id IS NULL THEN 'lost'
+                    WHEN n.value <> o.value THEN 'changed' ELSE 'same' END AS change,
                n.value, o.value AS previous_value,
-               coalesce(n.rule_version, v.version, o.rule_version) AS rule_version
+               coalesce(n.rule_version, v.version, o.rule_version) AS rule_version,
+               o.rule_version AS kept_version, o.computed_at AS kept_since
         FROM {ALL_TAGS} n
         FULL OUTER JOIN (SELECT * FROM customer_tags
                          WHERE tag_id IN (SELECT tag_id FROM cm_run_tag_ids) {person}) o
           ON o.one_id = n.one_id AND o.tag_id = n.tag_id
         LEFT JOIN {TAG_VERSIONS} v ON v.tag_id = o.tag_id
-        WHERE n.one_id IS NULL OR o.one_id IS NULL OR n.value <> o.value
+        {"WHERE n.one_id IS NULL OR o.one_id IS NULL OR n.value <> o.value" if scoped else ""}
         """
+    )
+    cur.execute(
+        "CREATE OR REPLACE TEMP VIEW cm_tag_changes AS "
+        "SELECT * FROM cm_tag_merge WHERE change <> 'same'"
     )
     changes = _count(cur, "SELECT count(*) FROM cm_tag_changes")
     cur.execute(
         "INSERT INTO customer_tag_history SELECT one_id, tag_id, change, value, "
-        "previous_value, rule_version, ?, ? FROM cm_tag_changes",
+        "previous_value, rule_version, ?, ? FROM cm_tag_changes ORDER BY one_id, tag_id",
         [now, run_id],
     )
-    cur.execute(
-        "DELETE FROM customer_tags t USING cm_tag_changes c "
-        "WHERE c.change <> 'gained' AND t.one_id = c.one_id AND t.tag_id = c.tag_id"
-    )
-    cur.execute(
-        "INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
-        "FROM cm_tag_changes WHERE change <> 'lost'",
-        [now],
-    )
-    serving.changed_one_ids(cur, "cm_tag_changes")
-    cur.execute("DROP TABLE temp.cm_tag_changes")
+    if scoped:
+        cur.execute(
+            "DELETE FROM customer_tags t USING cm_tag_changes c "
+            "WHERE c.change <> 'gained' AND t.one_id = c.one_id AND t.tag_id = c.tag_id"
+        )
+        cur.execute(
+            "INSERT INTO customer_tags SELECT one_id, tag_id, value, rule_version, ? "
+            "FROM cm_tag_changes WHERE change <> 'lost'",
+            [now],
+        )
+        serving.changed_one_ids(cur, "cm_tag_changes")
+    else:  # every cached profile is dropped by the scores replacement that follows
+        replace_table(
+            cur,
+            "customer_tags",
+            """
+            SELECT one_id, tag_id, value,
+                   CASE change WHEN 'same' THEN kept_version ELSE rule_version END
+                       AS rule_version,
+                   CASE change WHEN 'same' THEN kept_since ELSE CAST(? AS TIMESTAMP) END
+                       AS computed_at
+            FROM cm_tag_merge WHERE change <> 'lost'
+            UNION ALL
+            SELECT one_id, tag_id, value, rule_version, computed_at FROM customer_tags
+            WHERE tag_id NOT IN (SELECT tag_id FROM cm_run_tag_ids)
+            """,
+            [now],
+            order_by="one_id, tag_id",
+        )
+    cur.execute("DROP VIEW temp.cm_tag_changes")
+    cur.execute("DROP TABLE temp.cm_tag_merge")
     cur.unregister("cm_run_tag_ids")
     return changes
 
@@ -517,7 +547,13 @@ def _persist_scores(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """Replace scores and treatment_due wholesale: every row changes each run (as_of,
     recency)."""
     for table, output in (("scores", OUT_SCORES), ("treatment_due", OUT_DUE)):
-        replace_table(cur, table, f"SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}", [run_id])
+        replace_table(
+            cur,
+            table,
+            f"SELECT *, CAST(? AS VARCHAR) AS run_id FROM {output}",
+            [run_id],
+            order_by="one_id",
+        )
     serving.changed(cur, serving.ALL)
 
 
@@ -602,12 +638,18 @@ def compute_all(
             _run_expert_tags(cur, definitions, as_of, facts_here=engine_name == "duckdb")
             sources.append("cm_expert")
         persist_started = time.perf_counter()
+        timings = parameters["timings"]
         with WRITE_LOCK, _transaction(cur):
-            _collect_tags(cur, sources, versions)
+            with _timed(timings, "persist.collect"):
+                _collect_tags(cur, sources, versions)
             # history is stamped with the run's as_of, so a backfill run (as of a past
             # date) places its changes where they happened
-            report.tag_changes = _persist_tags(cur, run_id, as_of, False, list(versions))
-            _persist_scores(cur, run_id)
+            with _timed(timings, "persist.tags"):
+                report.tag_changes = _persist_tags(cur, run_id, as_of, False, list(versions))
+            with _timed(timings, "persist.scores"):
+                _persist_scores(cur, run_id)
+            commit_started = time.perf_counter()
+        timings["persist.commit"] = round(time.perf_counter() - commit_started, 3)
         report.members = _count(cur, f"SELECT count(*) FROM {facts.MEMBERS}")
         report.tagged = _count(cur, f"SELECT count(*) FROM {ALL_TAGS}")
         report.scores = _count(cur, f"SELECT count(*) FROM {OUT_SCORES}")
@@ -624,6 +666,13 @@ def compute_all(
         _drop_work(cur)
         cur.close()
     return report
+
+
+@contextmanager
+def _timed(timings: dict[str, float], label: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timings[label] = round(time.perf_counter() - started, 3)
 
 
 @contextmanager
