@@ -36,6 +36,9 @@ from mecdp.store import Store
 MARKS = "profile_cache_marks"
 DEFAULT_MAX_ENTRIES = 200_000
 _LOG_LENGTH = 50_000
+# Names pending on marks nobody has looked for yet (persons written but not read): past this
+# many, a fill settles them all, so the pending set stays bounded.
+_PENDING_SWEEP = 20_000
 
 Name = tuple[str, str]  # ("one_id" | "member_ref" | "id_value", value)
 ALL: None = None  # `changed(cur, ALL)`: every cached answer may have changed
@@ -160,11 +163,15 @@ class ServingCache:
         with self._lock:
             if self._changed_since(seq, entry.names):
                 return
-            pending = set(self._pending_all)
+            own = set(self._pending_all)
             for name in entry.names:
-                pending |= self._pending.get(name, set())
-        if pending:
-            self._settle(cur, pending)
+                own |= self._pending.get(name, set())
+            others = set[int]()
+            if len(self._pending) > _PENDING_SWEEP:
+                others = others.union(*self._pending.values())
+        if own or others:
+            self._settle(cur, own | others)
+        if own:
             return  # the next read (after the settle) may fill
         with self._lock:
             if self._changed_since(seq, entry.names):

@@ -18,7 +18,7 @@ from mecdp.api.app import create_app
 from mecdp.api.state import AppState
 from mecdp.config import Settings
 from mecdp.privacy import auth, consent
-from mecdp.profiles import service
+from mecdp.profiles import service, serving
 from mecdp.profiles.serving import ServingCache
 from mecdp.store import Store
 
@@ -187,3 +187,16 @@ def test_a_role_change_takes_effect_on_the_next_request(
     assert client.get(f"/v1/profiles/{member}", headers=session).status_code == 200
     auth.update_user(store.cursor(), "leo", role="analyst")
     assert client.get(f"/v1/profiles/{member}", headers=session).status_code == 401
+
+
+def test_names_written_but_never_read_do_not_pile_up(
+    app: tuple[AppClient, AppState], store: Store, member: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, state = app
+    monkeypatch.setattr(serving, "_PENDING_SWEEP", 5)
+    with store.transaction() as cur:
+        serving.changed(cur, [serving.one_id_name(f"OID9{i:07d}") for i in range(10)])
+    assert len(_cache(state)._pending) == 10
+    client.get(f"/v1/profiles/{member}", headers=_key(store))  # a fill settles them all
+    assert _cache(state)._pending == {}
+    assert client.get(f"/v1/profiles/{member}", headers=_key(store)).status_code == 200
