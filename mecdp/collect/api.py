@@ -41,7 +41,7 @@ from mecdp.collect.events import (
     validate_message,
 )
 from mecdp.collect.processor import StreamProcessor
-from mecdp.collect.writer import QuarantineEntry, RawLogWriter, WriteRequest
+from mecdp.collect.writer import Arrival, QuarantineEntry, RawLogWriter, WriteRequest
 from mecdp.errors import AuthenticationError, InputError, MeCdpError, PermissionDenied
 from mecdp.privacy.vault import vault_for
 
@@ -237,6 +237,15 @@ class Collector:
     async def _collect(
         self, req: _Request, receive: Receive, implied_type: str | None
     ) -> tuple[int, bytes]:
+        arrival = self.writer.arrival()
+        try:
+            return await self._collect_arriving(req, receive, implied_type, arrival)
+        finally:
+            arrival.end()
+
+    async def _collect_arriving(
+        self, req: _Request, receive: Receive, implied_type: str | None, arrival: Arrival
+    ) -> tuple[int, bytes]:
         check_content_type(req.header(b"content-type"))
         length = req.header(b"content-length")
         if length.isdigit() and int(length) > self.max_body:
@@ -250,7 +259,7 @@ class Collector:
             parsed = parse_json(body)
         except InputError as exc:
             if source is not None:
-                await self._quarantine_body(source, body, exc)
+                await self._quarantine_body(arrival, source, body, exc)
             raise
         if source is None:
             body_key = parsed.get("writeKey") if isinstance(parsed, dict) else None
@@ -258,7 +267,7 @@ class Collector:
         try:
             messages, sent_at = messages_of(parsed, implied_type)
         except InputError as exc:
-            await self._quarantine_body(source, body, exc)
+            await self._quarantine_body(arrival, source, body, exc)
             raise
         anonymous_id = _anonymous_id_header(req.header(b"anonymousid"))
         accepted: list[AcceptedMessage] = []
@@ -295,7 +304,7 @@ class Collector:
             received=len(messages),
         )
         try:
-            result = await self.writer.write(request)
+            result = await arrival.write(request)
         except Exception as exc:
             raise CommitFailed(f"the raw log could not commit ({exc}); retry") from exc
         listed = [r.public() for r in rejected]
@@ -323,7 +332,9 @@ class Collector:
             }
         )
 
-    async def _quarantine_body(self, source: KnownSource, body: bytes, exc: InputError) -> None:
+    async def _quarantine_body(
+        self, arrival: Arrival, source: KnownSource, body: bytes, exc: InputError
+    ) -> None:
         entry = QuarantineEntry(
             source_id=source.source_id,
             ref=None,
@@ -335,7 +346,7 @@ class Collector:
         )
         request = WriteRequest(source.source_id, utc_now(), [], [entry], received=1)
         try:
-            await self.writer.write(request)
+            await arrival.write(request)
         except Exception as err:
             raise CommitFailed(f"the raw log could not commit ({err}); retry") from err
 
@@ -489,7 +500,11 @@ class CollectorMiddleware:
 
 def install_collector(app: FastAPI, state: AppState) -> None:
     """Register the collector routes and its workers (raw-log writer, stream processor)."""
-    writer = RawLogWriter(state.store, vault=vault_for(state.settings))
+    writer = RawLogWriter(
+        state.store,
+        vault=vault_for(state.settings),
+        gather_ms=state.settings.commit_interval_ms,
+    )
     collector = Collector(state, writer)
     state.workers.append(writer)
     if state.settings.stream_processor:

@@ -120,6 +120,27 @@ _STOP = object()
 SWITCH_INTERVAL_S = 0.0005
 
 
+class Arrival:
+    """One request on its way to the writer, counted in `RawLogWriter.arriving` until it
+    writes or ends."""
+
+    __slots__ = ("_open", "_writer")
+
+    def __init__(self, writer: RawLogWriter) -> None:
+        self._writer = writer
+        self._open = True
+        writer.arriving += 1
+
+    def end(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.arriving -= 1
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        self.end()
+        return await self._writer.write(request)
+
+
 def _resolve_many(
     items: list[tuple[asyncio.Future[WriteResult], WriteResult | BaseException]],
 ) -> None:
@@ -135,9 +156,21 @@ def _resolve_many(
 class RawLogWriter:
     """The single writer of `raw_events` (plus its quarantine and ingest_log rows)."""
 
-    def __init__(self, store: Store, *, origin: str = "http", vault: Vault | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        origin: str = "http",
+        vault: Vault | None = None,
+        gather_ms: float = 0.0,
+    ) -> None:
         self._store = store
         self._origin = origin
+        # longest wait for requests already being parsed before committing without them
+        self._gather_s = gather_ms / 1000
+        # requests begun (`arrival`) that have not reached `write` yet; only the event loop
+        # thread changes it, the writer thread only reads it
+        self.arriving = 0
         # seals quarantine values and payloads (personal data) before they are written
         self._vault = vault
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -184,6 +217,10 @@ class RawLogWriter:
 
     # submitting ----------------------------------------------------------------------------
 
+    def arrival(self) -> Arrival:
+        """Announce a request that will probably `write` soon (call from the event loop)."""
+        return Arrival(self)
+
     async def write(self, request: WriteRequest) -> WriteResult:
         """Queue `request` and wait until it is committed (from a running event loop)."""
         loop = asyncio.get_running_loop()
@@ -221,10 +258,29 @@ class RawLogWriter:
                         stopping = True
                     else:
                         pending.append(item)
+                if pending and not stopping:
+                    stopping = self._gather(pending)
                 if pending:
                     self._commit(cur, pending)
         finally:
             cur.close()
+
+    def _gather(self, pending: list[WriteRequest]) -> bool:
+        """Wait (at most the gather interval) for requests still being parsed, so that one
+        commit, with its fixed cost, serves them all; True when a stop was queued."""
+        deadline = time.monotonic() + self._gather_s
+        while self.arriving > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                item = self._queue.get(timeout=min(left, 0.0005))
+            except queue.Empty:
+                continue
+            if item is _STOP:
+                return True
+            pending.append(item)
+        return False
 
     def _commit(self, cur: Any, pending: list[WriteRequest]) -> None:
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,3 +50,18 @@ def test_replays_are_dropped_in_memory_and_after_the_window_is_gone(tmp_path: Pa
         .fetchone()
     )
     assert logged == (5, 4)
+
+
+def test_an_arrival_counts_until_it_writes(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.duckdb")
+    writer = RawLogWriter(store, gather_ms=50)
+    writer.start()
+    try:
+        arrival = writer.arrival()
+        assert writer.arriving == 1  # a commit would wait (briefly) for this request
+        result = asyncio.run(arrival.write(_request("web", ["a"])))
+        assert (writer.arriving, result.accepted) == (0, 1)
+        arrival.end()  # ending twice (the handler's finally) changes nothing
+        assert writer.arriving == 0
+    finally:
+        writer.stop()
