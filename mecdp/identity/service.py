@@ -48,6 +48,8 @@ from mecdp.store.engine import DuckDBEngine, Engine
 
 Progress = Callable[[str], None]
 ONE_ID_PREFIX = "OID"
+_NEW_PERSON = "~new:"  # placeholder one_id of a person created while stitching a batch
+_NEW_SEQ = 1 << 61
 SYSTEM = "system"
 
 
@@ -1066,6 +1068,7 @@ def stitch_records(
     finally:
         cur.unregister("oneid_stitch_ids")
     stitcher = _Stitcher(cur, rules, plain)
+    stitcher.preload([str(r[5]) for r in rows if r[5]] + list(known.values()))
     per_record: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
         per_record[str(r[0])].append(r)
@@ -1086,7 +1089,8 @@ class _Stitcher:
         self.links: list[tuple[Any, ...]] = []
         self.redirects: dict[str, str] = {}
         self.ambiguous: set[tuple[str, str]] = set()
-        self.persons: list[tuple[str, int]] = []
+        self.persons: list[str] = []  # placeholders of new persons, in creation order
+        self.issued: list[tuple[str, int]] = []  # their one_ids and numbers (flush)
         self.events: list[tuple[Any, ...]] = []
         self.affected: set[str] = set()
         self._summaries: dict[str, dict[str, set[str]]] = {}
@@ -1144,15 +1148,62 @@ class _Stitcher:
         return _birthdays_compatible(bdays)
 
     def _new_person(self) -> str:
-        row = self.cur.execute("SELECT nextval('identity_person_seq')").fetchone()
-        seq = int(row[0]) if row else 0
-        one_id = one_id_of(seq)
-        self.persons.append((one_id, seq))
-        self._seq[one_id] = seq
+        # A placeholder until flush issues the real one_ids in one statement; younger than
+        # every existing person, in creation order.
+        one_id = f"{_NEW_PERSON}{len(self.persons)}"
+        self.persons.append(one_id)
+        self._seq[one_id] = _NEW_SEQ + len(self.persons)
         self._summaries[one_id] = defaultdict(set)
         self._bdays[one_id] = set()
         self.created += 1
         return one_id
+
+    def preload(self, one_ids: Iterable[str]) -> None:
+        """Identifiers and birthdays of the persons a batch names, in two set-based reads
+        (instead of two point reads per record)."""
+        wanted = sorted(set(one_ids) - set(self._summaries))
+        if not wanted:
+            return
+        for one_id in wanted:
+            self._summaries[one_id] = defaultdict(set)
+            self._bdays[one_id] = set()
+        self.cur.register("oneid_stitch_persons", pa.table({"one_id": pa.array(wanted)}))
+        try:
+            for one_id, id_type, id_value in self.cur.execute(
+                "SELECT o.one_id, o.id_type, o.id_value FROM identity_oneid o "
+                "JOIN oneid_stitch_persons p USING (one_id)"
+            ).fetchall():
+                self._summaries[str(one_id)][str(id_type)].add(str(id_value))
+            for one_id, birthday in self.cur.execute(
+                "SELECT DISTINCT r.one_id, c.birthday FROM identity_records r "
+                "JOIN oneid_stitch_persons p USING (one_id) JOIN contacts c USING (record_id) "
+                "WHERE c.birthday IS NOT NULL"
+            ).fetchall():
+                self._bdays[str(one_id)].add(birthday)
+        finally:
+            self.cur.unregister("oneid_stitch_persons")
+
+    def _issue_one_ids(self) -> None:
+        """Replace the placeholders of new persons by real one_ids, issued in creation order."""
+        if not self.persons:
+            return
+        seqs = sorted(
+            int(r[0])
+            for r in self.cur.execute(
+                "SELECT nextval('identity_person_seq') FROM range(?)", [len(self.persons)]
+            ).fetchall()
+        )
+        real = {p: one_id_of(seq) for p, seq in zip(self.persons, seqs, strict=True)}
+        self.issued = [(real[p], seq) for p, seq in zip(self.persons, seqs, strict=True)]
+
+        def named(one_id: str) -> str:
+            return real.get(one_id, one_id)
+
+        self.records = {k: named(v) for k, v in self.records.items()}
+        self.new_ids = {k: named(v) for k, v in self.new_ids.items()}
+        self.redirects = {named(k): named(v) for k, v in self.redirects.items()}
+        self.affected = {named(a) for a in self.affected}
+        self.events = [(*e[:2], named(e[2]), named(e[3]), *e[4:]) for e in self.events]
 
     def stitch(
         self, record_id: str, rows: list[tuple[Any, ...]], bday: Any, known: dict[str, str]
@@ -1250,11 +1301,17 @@ class _Stitcher:
 
     def flush(self) -> StitchResult:
         cur = self.cur
-        if self.persons:
-            cur.executemany(
-                "INSERT INTO identity_persons VALUES (?, ?, 'active', ?, ?)",
-                [(p, s, self.now, self.now) for p, s in self.persons],
-            )
+        self._issue_one_ids()
+        self._bulk(
+            "identity_persons",
+            {
+                "one_id": [p for p, _ in self.issued],
+                "seq": [s for _, s in self.issued],
+                "status": ["active"] * len(self.issued),
+                "created_at": [self.now] * len(self.issued),
+                "updated_at": [self.now] * len(self.issued),
+            },
+        )
         if self.redirects:
             final = {k: self._current(k) for k in self.redirects}
             cur.executemany(
