@@ -310,6 +310,22 @@ def _contacts_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
 
 
 def _identifiers_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
+    return (
+        f"{_kept(cleaned)}SELECT DISTINCT record_id, {lit(c.kind.name)} AS record_kind, "
+        f"{lit(source_id)} AS source_id, id_type, id_value, observed_at\nFROM (\n"
+        f"{_identifier_union(c)}\n) AS i"
+    )
+
+
+def _identifier_values_sql(c: _Cleaned, cleaned: str) -> str:
+    """The distinct (id_type, id_value) pairs the identifiers output holds."""
+    return (
+        f"{_kept(cleaned)}SELECT DISTINCT id_type, id_value\nFROM (\n{_identifier_union(c)}\n) AS i"
+    )
+
+
+def _identifier_union(c: _Cleaned) -> str:
+    """One SELECT per identifier field over `kept`: record_id, id_type, id_value, observed_at."""
     kind = c.kind
     parts = []
     for f in identifier_fields(kind):
@@ -330,11 +346,7 @@ def _identifiers_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
             "SELECT record_id, CAST(NULL AS VARCHAR) AS id_type, CAST(NULL AS VARCHAR) AS "
             f"id_value, {_observed_at(c)} AS observed_at FROM kept WHERE FALSE"
         )
-    union = "\nUNION ALL\n".join(parts)
-    return (
-        f"{_kept(cleaned)}SELECT DISTINCT record_id, {lit(kind.name)} AS record_kind, "
-        f"{lit(source_id)} AS source_id, id_type, id_value, observed_at\nFROM (\n{union}\n) AS i"
-    )
+    return "\nUNION ALL\n".join(parts)
 
 
 def _rejects_sql(c: _Cleaned, cleaned: str, rules: dict[str, FieldSql]) -> str:
@@ -400,13 +412,15 @@ class CleanWork:
     contacts: str
     identifiers: str
     rejects: str
+    identifier_values: str  # the distinct (id_type, id_value) pairs of `identifiers`
 
 
 def clean_work(
     engine: Engine, kind: RecordKind, staged: str, options: CleanOptions, out_prefix: str
 ) -> CleanWork:
     """Materialise the cleaned rows of `staged` and return the outputs' SELECTs over them."""
-    statements = clean_sql(kind, staged, engine.columns(staged), options, out_prefix)
+    staged_columns = engine.columns(staged)
+    statements = clean_sql(kind, staged, staged_columns, options, out_prefix)
     engine.register_udf(PHONE_UDF)
     engine.register_udf(id_card_udf(options.hash_key))
     tables = tuple(name for name, _ in statements[:2])
@@ -417,7 +431,8 @@ def clean_work(
         drop_work(engine, tables)
         raise
     records, contacts, identifiers, rejects = (sql for _, sql in statements[2:])
-    return CleanWork(tables, records, contacts, identifiers, rejects)
+    values = _identifier_values_sql(_liveness(kind, staged_columns, options), tables[0])
+    return CleanWork(tables, records, contacts, identifiers, rejects, values)
 
 
 def drop_work(engine: Engine, tables: tuple[str, ...]) -> None:

@@ -12,10 +12,11 @@ Steps, for one file:
    contacts and identifiers stay queries over it, rejects become a small table. Each
    distinct name, phone and email is encrypted / blind-indexed once (`mecdp.privacy.vault`)
    into a lookup the inserts join.
-4. Write in ONE transaction: new records (anti-join on record_id; filtered only when some
-   are stored already), their contacts and identifiers, one quarantine row per failing
-   field (payload = the original row under the file's own headers, id-card numbers masked,
-   then value and payload encrypted), the `file_imports` and `ingest_log` rows.
+4. Write in ONE transaction: new records (anti-join on record_id when the table has rows;
+   filtered only when some are stored already), their contacts and identifiers, one
+   quarantine row per failing field (payload = the original row under the file's own
+   headers, id-card numbers masked, then value and payload encrypted), the `file_imports`
+   and `ingest_log` rows.
    Bad rows never stop the good ones.
 """
 
@@ -456,11 +457,13 @@ def _write(
     target = kind.table or "contacts"
     records = f"({work.records})"
     kept = _count(cur, records)
-    row = cur.execute(
-        f"SELECT count(*) FROM {records} r "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.record_id = r.record_id)"
-    ).fetchone()
-    accepted = int(row[0]) if row else 0
+    accepted = kept
+    if cur.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone() != (False,):
+        row = cur.execute(
+            f"SELECT count(*) FROM {records} r "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.record_id = r.record_id)"
+        ).fetchone()
+        accepted = int(row[0]) if row else 0
     stamp = {"ingested_at": f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"}
     # Usually every cleaned record is new: then no semi-join is needed. Records new to the
     # kind's table are new everywhere (imports are all-or-nothing), so their contacts and
@@ -573,7 +576,7 @@ def _plain_values(cur: duckdb.DuckDBPyConnection, work: CleanWork) -> tuple[pa.T
     ).to_arrow_table()
     types = ", ".join(_sql_text(t) for t in ENCRYPTED_ID_TYPES)
     identifiers = cur.execute(
-        f"SELECT DISTINCT id_type, id_value AS plain FROM ({work.identifiers}) "
+        f"SELECT id_type, id_value AS plain FROM ({work.identifier_values}) "
         f"WHERE id_type IN ({types})"
     ).to_arrow_table()
     return names, identifiers

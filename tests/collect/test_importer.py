@@ -16,7 +16,7 @@ from mecdp.collect.importer import ImportReport, import_file
 from mecdp.collect.sources import add_source
 from mecdp.config import Settings, init_workspace
 from mecdp.errors import InputError
-from mecdp.privacy.vault import plain_contacts, read_quarantine, vault_for
+from mecdp.privacy.vault import CTX_NAME, plain_contacts, read_quarantine, vault_for
 from mecdp.store import open_store
 from mecdp.store.duckdb_store import Store
 
@@ -278,10 +278,30 @@ def test_overlapping_file_counts_duplicates(
         write_csv(tmp_path / "day2.csv", [order("D2"), order("D3"), order("D3"), order("D4")]),
     )
     assert (report.rows_read, report.accepted, report.duplicates) == (4, 2, 2)
-    assert counts(store)["orders"] == 4
+    stored = counts(store)
+    # one order, one contact and one phone per record: the stored D2 is not written again
+    assert (stored["orders"], stored["contacts"], stored["record_identifiers"]) == (4, 4, 4)
     assert store.cursor().execute(
         "SELECT received, accepted, duplicates FROM ingest_log ORDER BY logged_at DESC LIMIT 1"
     ).fetchone() == (4, 2, 2)
+
+
+def test_equal_names_and_phones_in_one_file_are_sealed_once(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    rows = [order("S1"), order("S2"), order("S3", phone="13900139000")]
+    run(store, settings, write_csv(tmp_path / "same.csv", rows))
+    cur = store.cursor()
+    names = cur.execute("SELECT count(DISTINCT name), count(DISTINCT name_bidx) FROM contacts")
+    assert names.fetchone() == (1, 1)
+    phones = cur.execute(
+        "SELECT count(*), count(DISTINCT id_value), count(DISTINCT id_value_enc) "
+        "FROM record_identifiers WHERE id_type = 'phone'"
+    )
+    assert phones.fetchone() == (3, 2, 2)
+    vault = vault_for(settings)
+    sealed = cur.execute("SELECT DISTINCT name FROM contacts").fetchone()
+    assert sealed is not None and vault.open(str(sealed[0]), CTX_NAME) == "张三"
 
 
 def test_id_card_numbers_never_stored_in_plain_text(
