@@ -18,6 +18,12 @@ reference warms up the same way. Lookups go half by one_id, half by phone
 per read). The table's title gives the machine's load average before and after: the 2 cores
 are shared, and DuckDB point reads slow down several times on a busy machine.
 
+The server answers a repeated masked lookup from its serving cache (`mecdp.profiles.serving`),
+so a second reference shows what this machine allows at all: a minimal hand-written HTTP
+server (asyncio on uvloop, as uvicorn runs) answering every request with one pre-rendered
+answer of the same size, under the same open and closed loops. The server's resident memory
+after the run is printed below the table.
+
 Run: .venv/bin/python benchmarks/bench_profile.py [--members 100000] [--rate 1000]
      .venv/bin/python benchmarks/bench_profile.py --members 1000000   # the issue's figure
 Target (issue 5, 1M members): p99 <= 20 ms at >= 1,000 requests/s on 2 cores.
@@ -57,6 +63,7 @@ CHUNK = 200_000
 def synthesise(settings: Settings, members: int, console: Console) -> None:
     store = open_store(settings.db_path)
     con = store.con
+    con.execute("SET memory_limit = '6GB'")  # the machine is shared
     vault = vault_for(settings)
     key = settings.key()
     started = time.perf_counter()
@@ -324,6 +331,65 @@ async def _load(
     return {**_summary(latencies, elapsed), "errors": errors}
 
 
+class _MinimalHttp(asyncio.Protocol):
+    """The reference server: reads requests up to the blank line, answers `body`."""
+
+    def __init__(self, body: bytes) -> None:
+        self.response = (
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\ncontent-type: application/json\r\n\r\n"
+            % len(body)
+        ) + body
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's own class
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            assert self.transport is not None
+            self.transport.write(self.response)
+
+
+def reference_server_main(args: argparse.Namespace) -> None:
+    import uvloop
+
+    body = Path(args.body).read_bytes()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _MinimalHttp(body), "127.0.0.1", args.port)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(serve())
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _serve(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start") from None
+            time.sleep(0.2)
+
+
 def load_main(args: argparse.Namespace) -> None:
     refs = sample_refs(args.members, args.sample, seed=11)
     result = asyncio.run(
@@ -385,9 +451,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--body", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load_main(args)
+        return
+    if args.reference_server:
+        reference_server_main(args)
         return
     console = Console()
     tmp = tempfile.TemporaryDirectory(prefix="mecdp-bench-profile-")
@@ -403,28 +474,40 @@ def main() -> None:
     ref_serial = reference(settings, refs)
     ref_threads = reference(settings, refs, threads=2)
     port = _free_port()
-    server = subprocess.Popen(
+    server = _serve(
         [sys.executable, "-m", "mecdp", "serve", "--port", str(port)],
-        env={**os.environ, "MECDP_WORKSPACE": str(workspace)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        port,
+        {**os.environ, "MECDP_WORKSPACE": str(workspace)},
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.2)
         cold = _run_load(port, key, args, 0, 0, 8)  # every member once: warms the store
         open_loop = _run_load(port, key, args, args.rate, args.seconds, args.conns)
         closed_loop = _run_load(port, key, args, 0, args.seconds, 8)
+        rss = _rss_mb(server.pid)
+        with socket.create_connection(("127.0.0.1", port)) as conn:  # one answer's bytes
+            conn.sendall(
+                f"GET /v1/profiles/{refs[0]} HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                f"Bearer {key}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = b"".join(iter(lambda: conn.recv(65536), b"")).partition(b"\r\n\r\n")[2]
     finally:
         server.terminate()
         server.wait(timeout=30)
+    body_file = workspace / "bench.answer.json"
+    body_file.write_bytes(answer)
+    ref_port = _free_port()
+    minimal = _serve(
+        [sys.executable, __file__, "--reference-server", "--port", str(ref_port), "--body",
+         str(body_file)],
+        ref_port,
+        dict(os.environ),
+    )  # fmt: skip
+    try:
+        minimal_open = _run_load(ref_port, key, args, args.rate, args.seconds, args.conns)
+        minimal_closed = _run_load(ref_port, key, args, 0, args.seconds, 8)
+    finally:
+        minimal.terminate()
+        minimal.wait(timeout=30)
     load_after = os.getloadavg()[0]
     table = Table(
         title=f"Profile lookup at {args.members:,} members (2 cores; load average "
@@ -438,6 +521,8 @@ def main() -> None:
         ("API, closed loop (8 connections)", closed_loop),
         ("reference: bare DuckDB reads, 1 thread", {**ref_serial, "errors": 0}),
         ("reference: bare DuckDB reads, 2 threads", {**ref_threads, "errors": 0}),
+        (f"reference: minimal HTTP server, open loop at {args.rate:,.0f}/s", minimal_open),
+        ("reference: minimal HTTP server, closed loop (8 connections)", minimal_closed),
     ]
     for name, r in rows:
         table.add_row(
@@ -449,12 +534,17 @@ def main() -> None:
             str(r["errors"]),
         )
     console.print(table)
+    console.print(
+        f"server resident memory after the run: {rss:,.0f} MB; answer {len(answer):,} bytes"
+    )
     throughput = closed_loop["rps"] / ref_threads["rps"] if ref_threads["rps"] else 0.0
+    vs_minimal = closed_loop["rps"] / minimal_closed["rps"] if minimal_closed["rps"] else 0.0
     latency = closed_loop["p50_ms"] / ref_serial["p50_ms"] if ref_serial["p50_ms"] else 0.0
     ok = open_loop["p99_ms"] <= 20 and open_loop["rps"] >= 0.98 * min(args.rate, 1000)
     console.print(
         f"API closed-loop requests/s / reference (2 threads) = {throughput:.2f}; "
-        f"API closed-loop p50 / reference p50 (1 thread) = {latency:.1f}x\n"
+        f"API closed-loop p50 / reference p50 (1 thread) = {latency:.1f}x; "
+        f"API closed-loop requests/s / minimal HTTP server = {vs_minimal:.2f}\n"
         f"target p99 <= 20 ms at >= 1,000 requests/s: "
         + ("[green]met[/green]" if ok else "[red]not met[/red]")
     )
