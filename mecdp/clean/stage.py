@@ -310,8 +310,12 @@ def _contacts_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
 
 
 def _identifiers_sql(c: _Cleaned, cleaned: str, source_id: str) -> str:
+    # Kept rows have distinct record ids, so only two fields of one identifier type (phone
+    # and phone2 holding the same number) can repeat a row: DISTINCT only then.
+    types = [f.id_type for f in identifier_fields(c.kind) if f.name in c.live]
+    select = "SELECT DISTINCT" if len(types) != len(set(types)) else "SELECT"
     return (
-        f"{_kept(cleaned)}SELECT DISTINCT record_id, {lit(c.kind.name)} AS record_kind, "
+        f"{_kept(cleaned)}{select} record_id, {lit(c.kind.name)} AS record_kind, "
         f"{lit(source_id)} AS source_id, id_type, id_value, observed_at\nFROM (\n"
         f"{_identifier_union(c)}\n) AS i"
     )

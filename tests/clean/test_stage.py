@@ -144,6 +144,17 @@ def test_duplicate_record_ids_keep_the_first_row(engine: DuckDBEngine) -> None:
     assert [r["rule"] for r in fetch(engine, out.rejects)] == ["money.invalid"]
 
 
+def test_one_identifier_per_value_and_type(engine: DuckDBEngine) -> None:
+    rows = [{**GOOD, "phone2": "13812345678"}, {**GOOD, "order_no": "SO2", "phone2": "13900001111"}]
+    out = clean_records(engine, RECORD_KINDS["orders"], staged(engine, rows), OPTIONS, "p")
+    ids = [(i["record_id"], i["id_value"]) for i in fetch(engine, out.identifiers, "id_value")]
+    assert sorted(ids) == [
+        ("pos_sh:SO1", "+8613812345678"),
+        ("pos_sh:SO2", "+8613812345678"),
+        ("pos_sh:SO2", "+8613900001111"),
+    ]
+
+
 def test_id_card_never_stored_plain(engine: DuckDBEngine) -> None:
     good, bad = "11010519491231002X", "110105194912310021"
     rows = [{**GOOD, "id_card": good}, {**GOOD, "order_no": "SO2", "id_card": bad}]

@@ -1247,7 +1247,7 @@ WITH kept AS (
       d.first_row IS NULL OR c._row = d.first_row
     )
 )
-SELECT DISTINCT
+SELECT
   record_id,
   'feedback' AS record_kind,
   'survey_q1' AS source_id,
