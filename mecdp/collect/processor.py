@@ -114,6 +114,15 @@ def _trait_sql(field: str) -> str:
     return f"nullif(trim(coalesce({', '.join(candidates)})), '') AS {field}"
 
 
+# Where person data can come from (see `_trait_sql`): messages with none of these (most
+# tracks) skip the extraction of every field.
+_MAY_CARRY_PERSON = (
+    "((p->>'$.type') = 'identify' OR (p->'$.context.traits') IS NOT NULL "
+    "OR (p->'$.context.externalIds') IS NOT NULL "
+    "OR (p->'$.context.device.advertisingId') IS NOT NULL)"
+)
+
+
 def _reveal_sql() -> str:
     """`* REPLACE` list decrypting the personal fields that arrive as tokens (collect.events);
     the Python function runs only on token rows."""
@@ -419,11 +428,13 @@ class StreamProcessor:
         fields = [f.name for f in PERSON_FIELDS] + ["store_code"]
         person_sql = ",\n".join(_trait_sql(f) for f in fields)
         cur.execute(
+            # MATERIALIZED: inlined, the filter below evaluated every extraction once more
             "CREATE OR REPLACE TEMP TABLE _stream_people AS "
-            f"SELECT * REPLACE ({_reveal_sql()}) FROM ("
+            "WITH extracted AS MATERIALIZED ("
             "SELECT seq AS _row, message_id AS _ref, source_id, message_id AS contact_no, "
             "strftime(event_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS observed_at,\n"
-            f"{person_sql}\nFROM _stream_batch) "
+            f"{person_sql}\nFROM _stream_batch WHERE {_MAY_CARRY_PERSON}) "
+            f"SELECT * REPLACE ({_reveal_sql()}) FROM extracted "
             f"WHERE coalesce({', '.join(fields)}) IS NOT NULL"
         )
         sources = [
