@@ -482,7 +482,7 @@ def _persist_tags(
     changes = _count(cur, "SELECT count(*) FROM cm_tag_changes")
     cur.execute(
         "INSERT INTO customer_tag_history SELECT one_id, tag_id, change, value, "
-        "previous_value, rule_version, ?, ? FROM cm_tag_changes ORDER BY one_id, tag_id",
+        "previous_value, rule_version, ?, ? FROM cm_tag_changes ORDER BY one_id",
         [now, run_id],
     )
     if scoped:
@@ -512,7 +512,7 @@ def _persist_tags(
             WHERE tag_id NOT IN (SELECT tag_id FROM cm_run_tag_ids)
             """,
             [now],
-            order_by="one_id, tag_id",
+            order_by="one_id",
         )
     cur.execute("DROP VIEW temp.cm_tag_changes")
     cur.execute("DROP TABLE temp.cm_tag_merge")
@@ -523,7 +523,8 @@ def _persist_tags(
 def _collect_tags(
     cur: duckdb.DuckDBPyConnection, sources: list[str], versions: dict[str, int]
 ) -> None:
-    """`ALL_TAGS`: every computed (one_id, tag_id, value) with the tag's rule version."""
+    """`ALL_TAGS` (a view: it is read once): every computed (one_id, tag_id, value) with the
+    tag's rule version."""
     cur.register(
         TAG_VERSIONS,
         pa.table(
@@ -536,7 +537,7 @@ def _collect_tags(
     union = "\nUNION ALL\n".join(f"SELECT one_id, tag_id, value FROM {s}" for s in sources)
     cur.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {ALL_TAGS} AS
+        CREATE OR REPLACE TEMP VIEW {ALL_TAGS} AS
         SELECT t.one_id, t.tag_id, t.value, v.version AS rule_version
         FROM ({union}) t JOIN {TAG_VERSIONS} v ON v.tag_id = t.tag_id
         """
