@@ -8,7 +8,9 @@ and prints events/s, requests/s and p50/p99 ack latency for
 * the same load against a trivial uvicorn ASGI app that answers 200 without storing,
 * a bare DuckDB Arrow INSERT + COMMIT of the same batches, in-process, one commit per batch.
 
-Every acknowledged event is checked in `raw_events` afterwards.
+Every acknowledged event is checked in `raw_events` afterwards. Beside the rates, the CPU the
+server process used per acknowledged event (steadier than rates when the machine is shared)
+and the load average are printed. `--no-stream-processor` serves the collector alone.
 
     .venv/bin/python benchmarks/bench_collect.py [--duration 5] [--processes 2]
 """
@@ -152,6 +154,15 @@ def load_process(
     return ok, failed, latencies, time.perf_counter() - started
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux), None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     name: str
@@ -160,25 +171,34 @@ class Result:
     failed: int
     seconds: float
     latencies: list[float]
+    # CPU the server process used per acknowledged event: steadier than rates on a busy box
+    server_cpu_s: float | None = None
 
-    def row(self) -> tuple[str, str, str, str, str, str]:
+    def row(self) -> tuple[str, str, str, str, str, str, str]:
         lat = sorted(self.latencies)
 
         def pct(p: float) -> str:
             return f"{lat[min(len(lat) - 1, int(p * len(lat)))] * 1000:.1f}" if lat else "-"
 
+        cpu = (
+            f"{self.server_cpu_s * 1e6 / self.events:,.1f}"
+            if self.server_cpu_s is not None and self.events
+            else "-"
+        )
         return (
             self.name,
             f"{self.events / self.seconds:,.0f}",
             f"{self.requests / self.seconds:,.0f}",
             pct(0.50),
             pct(0.99),
+            cpu,
             str(self.failed),
         )
 
 
 def run_load(
     name: str,
+    server_pid: int,
     port: int,
     write_key: str,
     path: str,
@@ -194,12 +214,15 @@ def run_load(
         for _ in range(processes)
     ]
     with mp.get_context("spawn").Pool(processes) as pool:
+        cpu_before = process_cpu_seconds(server_pid)
         outs = pool.map(load_process, jobs)
+        cpu_after = process_cpu_seconds(server_pid)
     ok = sum(o[0] for o in outs)
     failed = sum(o[1] for o in outs)
     seconds = max(o[3] for o in outs)
     latencies = [x for o in outs for x in o[2]]
-    return Result(name, ok * per_request, ok, failed, seconds, latencies)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Result(name, ok * per_request, ok, failed, seconds, latencies, cpu)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -215,7 +238,8 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     raise RuntimeError("server did not start")
 
 
-def start_mecdp(workspace: Path, port: int) -> subprocess.Popen[bytes]:
+def start_mecdp(workspace: Path, port: int, *, stream_processor: bool) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MECDP_STREAM_PROCESSOR": "true" if stream_processor else "false"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -231,8 +255,9 @@ def start_mecdp(workspace: Path, port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
+        env=env,
     )
-    wait_port(port, proc)
+    wait_port(port, proc, timeout=90)
     return proc
 
 
@@ -278,6 +303,7 @@ def bare_duckdb(batches: int, per_batch: int) -> Result:
         latencies = []
         seq = 0
         started = time.perf_counter()
+        cpu_started = time.process_time()
         for rows in prepared:
             t0 = time.perf_counter()
             now = datetime.now(UTC).replace(tzinfo=None)
@@ -301,6 +327,7 @@ def bare_duckdb(batches: int, per_batch: int) -> Result:
             con.execute("COMMIT")
             latencies.append(time.perf_counter() - t0)
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         con.close()
     return Result(
         f"ref: bare DuckDB insert+commit x{per_batch}",
@@ -309,6 +336,7 @@ def bare_duckdb(batches: int, per_batch: int) -> Result:
         0,
         seconds,
         latencies,
+        cpu,
     )
 
 
@@ -320,6 +348,11 @@ def main() -> None:
     parser.add_argument("--single-connections", type=int, default=32)
     parser.add_argument(
         "--traits", action="store_true", help="personal traits (phone, email, name) in events"
+    )
+    parser.add_argument(
+        "--no-stream-processor",
+        action="store_true",
+        help="serve without the stream processor (the collector alone)",
     )
     args = parser.parse_args()
     if args.traits:  # the spawned load processes read it from the environment
@@ -341,11 +374,13 @@ def main() -> None:
         store.close()
 
         port = free_port()
-        proc = start_mecdp(workspace, port)
+        load_before = os.getloadavg()[0]
+        proc = start_mecdp(workspace, port, stream_processor=not args.no_stream_processor)
         try:
             results.append(
                 run_load(
                     "MeCDP /v1/batch x100",
+                    proc.pid,
                     port,
                     key,
                     "/v1/batch",
@@ -358,6 +393,7 @@ def main() -> None:
             results.append(
                 run_load(
                     "MeCDP /v1/t single",
+                    proc.pid,
                     port,
                     key,
                     "/v1/t",
@@ -385,6 +421,7 @@ def main() -> None:
             results.append(
                 run_load(
                     "ref: trivial uvicorn x100",
+                    ref.pid,
                     port,
                     key,
                     "/v1/batch",
@@ -397,6 +434,7 @@ def main() -> None:
             results.append(
                 run_load(
                     "ref: trivial uvicorn single",
+                    ref.pid,
                     port,
                     key,
                     "/v1/t",
@@ -411,12 +449,14 @@ def main() -> None:
             ref.wait(timeout=30)
         results.append(bare_duckdb(batches=max(1, int(args.duration * 100)), per_batch=100))
 
-    header = ("scenario", "events/s", "req/s", "p50 ms", "p99 ms", "failed")
+    header = ("scenario", "events/s", "req/s", "p50 ms", "p99 ms", "srv cpu us/ev", "failed")
     rows = [header] + [r.row() for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(
         f"cpus: {os.cpu_count()}, load processes: {args.processes}, "
-        f"{args.duration:.0f} s per scenario"
+        f"{args.duration:.0f} s per scenario, stream processor "
+        f"{'off' if args.no_stream_processor else 'on'}, load average (1 min) "
+        f"{load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end"
     )
     for row in rows:
         print(
