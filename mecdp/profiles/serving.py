@@ -34,7 +34,9 @@ import duckdb
 from mecdp.store import Store
 
 MARKS = "profile_cache_marks"
-DEFAULT_MAX_ENTRIES = 200_000
+# Measured: about 5 KB per person (a 3.2 KB masked answer, its phone resolution and the
+# bookkeeping), so 100,000 entries hold some 400 MB; the least recently used go first.
+DEFAULT_MAX_ENTRIES = 100_000
 _LOG_LENGTH = 50_000
 # Names pending on marks nobody has looked for yet (persons written but not read): past this
 # many, a fill settles them all, so the pending set stays bounded.
