@@ -405,7 +405,8 @@ def main() -> None:
             )
         finally:
             proc.send_signal(2)
-            proc.wait(timeout=30)
+            # the stream processor finishes its batch first: behind after a load, that takes a while
+            proc.wait(timeout=180)
         con = duckdb.connect(str(settings.db_path), read_only=True)
         stored = con.execute("SELECT count(*) FROM raw_events").fetchone()
         con.close()
