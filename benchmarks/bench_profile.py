@@ -63,7 +63,7 @@ CHUNK = 200_000
 def synthesise(settings: Settings, members: int, console: Console) -> None:
     store = open_store(settings.db_path)
     con = store.con
-    con.execute("SET memory_limit = '6GB'")  # the machine is shared
+    con.execute("SET memory_limit = '10GB'")  # the machine is shared (1M documents need ~8)
     vault = vault_for(settings)
     key = settings.key()
     started = time.perf_counter()
