@@ -122,18 +122,21 @@ class ServingCache:
 
     def answer(self, one_id: str) -> bytes | None:
         """The masked answer of `one_id`, or None."""
-        entry = self._entries.get(("view", one_id))
-        if entry is None:
-            return None
-        with self._lock:
-            if ("view", one_id) in self._entries:
-                self._entries.move_to_end(("view", one_id))
-        return entry.value if isinstance(entry.value, bytes) else None
+        value = self._hit(("view", one_id))
+        return value if isinstance(value, bytes) else None
 
     def person(self, ref: str) -> str | None:
         """The one_id an identifier reference resolved to, or None."""
-        entry = self._entries.get(("ref", ref))
-        return entry.value if entry is not None and isinstance(entry.value, str) else None
+        value = self._hit(("ref", ref))
+        return value if isinstance(value, str) else None
+
+    def _hit(self, key: tuple[str, str]) -> str | bytes | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)  # least recently used go first
+            return entry.value
 
     def __len__(self) -> int:
         return len(self._entries)
