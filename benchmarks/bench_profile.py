@@ -63,7 +63,7 @@ CHUNK = 200_000
 def synthesise(settings: Settings, members: int, console: Console) -> None:
     store = open_store(settings.db_path)
     con = store.con
-    con.execute("SET memory_limit = '10GB'")  # the machine is shared (1M documents need ~8)
+    con.execute("SET memory_limit = '10GB'")  # shared machine; 6 GB ran out on 1M documents
     vault = vault_for(settings)
     key = settings.key()
     started = time.perf_counter()
