@@ -183,9 +183,9 @@ def synthesise_layering(con: Any, n: int) -> None:
             FROM range({n}) t(i), range(3) j(j)
             JOIN bench_tags b ON b.k = (i + 4 * j) % {len(TAGS)};
         INSERT INTO customer_tags SELECT one_id, tag_id, value, 1, TIMESTAMP '2025-06-01'
-            FROM bench_member_tags;
+            FROM bench_member_tags ORDER BY one_id;  -- sorted, as a compute run stores it
         INSERT INTO customer_tag_history SELECT one_id, tag_id, 'gained', value, NULL, 1,
-            TIMESTAMP '2025-03-01', 'run_bench' FROM bench_member_tags;
+            TIMESTAMP '2025-03-01', 'run_bench' FROM bench_member_tags ORDER BY one_id;
         DROP TABLE bench_member_tags;
         INSERT INTO scores (one_id, as_of, recency_days, frequency, monetary_fen, r_score,
             f_score, m_score, rfm_segment, value_tier, p_alive, expected_purchases_90,
