@@ -540,13 +540,18 @@ def main() -> None:
     throughput = closed_loop["rps"] / ref_threads["rps"] if ref_threads["rps"] else 0.0
     vs_minimal = closed_loop["rps"] / minimal_closed["rps"] if minimal_closed["rps"] else 0.0
     latency = closed_loop["p50_ms"] / ref_serial["p50_ms"] if ref_serial["p50_ms"] else 0.0
-    ok = open_loop["p99_ms"] <= 20 and open_loop["rps"] >= 0.98 * min(args.rate, 1000)
+
+    def verdict(run: dict[str, float]) -> str:
+        ok = run["p99_ms"] <= 20 and run["rps"] >= 0.98 * min(args.rate, 1000)
+        return "[green]met[/green]" if ok else "[red]not met[/red]"
+
     console.print(
         f"API closed-loop requests/s / reference (2 threads) = {throughput:.2f}; "
         f"API closed-loop p50 / reference p50 (1 thread) = {latency:.1f}x; "
         f"API closed-loop requests/s / minimal HTTP server = {vs_minimal:.2f}\n"
-        f"target p99 <= 20 ms at >= 1,000 requests/s: "
-        + ("[green]met[/green]" if ok else "[red]not met[/red]")
+        f"target p99 <= 20 ms at >= 1,000 requests/s: {verdict(open_loop)} for repeated "
+        f"lookups of {args.sample:,} members (served from the cache); {verdict(cold)} for "
+        f"first lookups ({cold['rps']:,.0f} requests/s, p99 {cold['p99_ms']:.1f} ms)"
     )
     tmp.cleanup()
 
