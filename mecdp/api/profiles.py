@@ -228,10 +228,13 @@ def _json(content: Any) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-def remember_answer(state: AppState, ref: str, one_id: str, body: bytes, seq: int) -> None:
+def remember_answer(
+    state: AppState, ref: str, one_id: str, body: bytes, seq: int, *, indexed: bool
+) -> None:
     """Keep a masked answer (read after the cache's `seq` was noted) for `ProfileFastPath`:
-    under its one_id when that is what was asked for or the identifier resolved to it on the
-    indexed profile tables (not through OneID's redirects or household rules)."""
+    under its one_id when that is what was asked for, or when the identifier resolved to it
+    on the indexed profile tables (`indexed`; not through OneID's redirects or household
+    rules)."""
     cache = state.serving
     if cache is None:
         return
@@ -240,7 +243,7 @@ def remember_answer(state: AppState, ref: str, one_id: str, body: bytes, seq: in
     if id_type == "one_id":
         if value != one_id:  # a merged one_id redirected
             return
-    elif service.fast_person(cur, state.settings, id_type, value) == one_id:
+    elif indexed:
         stored = personal.stored_identifier(state.settings, id_type, value)
         cache.remember_person(cur, ref, one_id, stored, seq)
     else:
@@ -348,10 +351,21 @@ def build_profiles_router(state: AppState) -> APIRouter:
         if not visible_kinds(principal, purpose):
             # masked: no store scope to check, so a one_id goes straight to its document
             seq = state.serving.seq if state.serving is not None else 0
-            view = service.view_by_ref(cur, state.settings, ref, timeline_size=timeline)
+            # an identifier the profile tables resolve is looked up once, here: the answer
+            # reads that person, and the cache may keep the resolution
+            id_type, value = service.parse_ref(ref)
+            indexed = (
+                None
+                if id_type == "one_id"
+                else service.fast_person(cur, state.settings, id_type, value)
+            )
+            if indexed is not None:
+                view = service.profile_view(cur, state.settings, indexed, timeline_size=timeline)
+            else:
+                view = service.view_by_ref(cur, state.settings, ref, timeline_size=timeline)
             body = orjson.dumps(service.mask_view(view, frozenset()))
             if state.serving is not None and not timeline:
-                remember_answer(state, ref, view["one_id"], body, seq)
+                remember_answer(state, ref, view["one_id"], body, seq, indexed=indexed is not None)
             return Response(body, media_type="application/json")
         one_id = service.find_person(cur, state.settings, ref)
         access = access_for(state, principal, purpose, one_id)
