@@ -39,6 +39,7 @@ import duckdb
 import pyarrow as pa
 
 from mecdp.clean.kinds import RECORD_KINDS, FieldType, RecordKind
+from mecdp.clean.rules import lit
 from mecdp.clean.stage import CleanWork
 from mecdp.collect.mapping import HeaderMatch, Mapping, load_mapping
 from mecdp.collect.readers import (
@@ -147,10 +148,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -166,7 +163,7 @@ def _masked_sql(expr: str) -> str:
 
 def _scrub_sql(expr: str) -> str:
     """SQL masking every id-card-shaped number inside free text."""
-    return f"regexp_replace({expr}, {_sql_text(_ID_CARD_RE)}, {_sql_text(_ID_CARD_MASK)}, 'g')"
+    return f"regexp_replace({expr}, {lit(_ID_CARD_RE)}, {lit(_ID_CARD_MASK)}, 'g')"
 
 
 def _resolve_mapping(
@@ -227,7 +224,7 @@ def _create_staged(
     Fields the file lacks are left out: the cleaning stage fills them from the defaults
     (and checks no rule on a field that can never carry a value).
     """
-    ref_prefix = _sql_text(raw.path.name + ":")
+    ref_prefix = lit(raw.path.name + ":")
     columns = [f"({raw.row_sql})::BIGINT AS _row", f"{ref_prefix} || ({raw.row_sql}) AS _ref"]
     for field_name, index in sorted(match.fields.items(), key=lambda item: item[1]):
         columns.append(f"c{index} AS {_ident(field_name)}")
@@ -240,7 +237,7 @@ def _payload_sql(raw: RawFile, masked_columns: set[int]) -> str:
     for index, header in enumerate(raw.headers):
         column = f"raw.c{index}"
         value = _masked_sql(column) if index in masked_columns else column
-        parts.append(f"{_sql_text(header)}, {value}")
+        parts.append(f"{lit(header)}, {value}")
     if not parts:
         return "'{}'"
     return _scrub_sql(f"json_object({', '.join(parts)})::VARCHAR")
@@ -464,7 +461,7 @@ def _write(
             f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.record_id = r.record_id)"
         ).fetchone()
         accepted = int(row[0]) if row else 0
-    stamp = {"ingested_at": f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"}
+    stamp = {"ingested_at": f"TIMESTAMP {lit(now.isoformat(sep=' '))}"}
     # Usually every cleaned record is new: then no semi-join is needed. Records new to the
     # kind's table are new everywhere (imports are all-or-nothing), so their contacts and
     # identifiers cannot conflict with stored rows and need no ON CONFLICT check.
@@ -519,9 +516,7 @@ def _write(
     id_card_fields = [f.name for f in kind.fields if f.type is FieldType.ID_CARD]
     masked = {match.fields[f] for f in id_card_fields if f in match.fields}
     is_id_card = (
-        f"r.field IN ({', '.join(_sql_text(f) for f in id_card_fields)})"
-        if id_card_fields
-        else "false"
+        f"r.field IN ({', '.join(lit(f) for f in id_card_fields)})" if id_card_fields else "false"
     )
     value_sql = f"CASE WHEN {is_id_card} THEN {_masked_sql('r.value')} ELSE r.value END"
     reason_sql = (
@@ -549,9 +544,9 @@ def _write(
         finally:
             cur.unregister(view)
     rows = cur.execute(
-        f"SELECT {_sql_text(source_id)} AS source_id, 'file' AS origin, "
-        f"{_sql_text(kind.name)} AS record_kind, "
-        f"{_sql_text(raw.path.name + ':')} || _row AS ref, field, value, rule, reason, "
+        f"SELECT {lit(source_id)} AS source_id, 'file' AS origin, "
+        f"{lit(kind.name)} AS record_kind, "
+        f"{lit(raw.path.name + ':')} || _row AS ref, field, value, rule, reason, "
         "payload, ?::TIMESTAMP AS quarantined_at "
         f"FROM {quarantined} ORDER BY _row, field NULLS FIRST",
         [now],
@@ -574,7 +569,7 @@ def _plain_values(cur: duckdb.DuckDBPyConnection, work: CleanWork) -> tuple[pa.T
     names = cur.execute(
         f"SELECT DISTINCT name AS plain FROM ({work.contacts}) WHERE name IS NOT NULL"
     ).to_arrow_table()
-    types = ", ".join(_sql_text(t) for t in ENCRYPTED_ID_TYPES)
+    types = ", ".join(lit(t) for t in ENCRYPTED_ID_TYPES)
     identifiers = cur.execute(
         f"SELECT id_type, id_value AS plain FROM ({work.identifier_values}) "
         f"WHERE id_type IN ({types})"

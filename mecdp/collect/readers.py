@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mecdp.clean.rules import lit
 from mecdp.errors import InputError
 
 FORMATS = ("csv", "xlsx", "jsonl", "parquet")
@@ -304,10 +305,6 @@ def _empty(path: Path) -> InputError:
 # --- CSV ---------------------------------------------------------------------------------
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _transcode_to_utf8(path: Path, encoding: str, target: Path) -> None:
     with path.open("rb") as src, target.open("wb") as out:
         reader = codecs.getreader(encoding)(src, "strict")
@@ -343,8 +340,8 @@ def _csv_fast(
     headers, delimiter = header
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(headers)))
     source = (
-        f"read_csv({_sql_text(str(utf8_path))}, auto_detect=false, header=true, "
-        f"delim={_sql_text(delimiter)}, quote='\"', escape='\"', strict_mode=true, "
+        f"read_csv({lit(str(utf8_path))}, auto_detect=false, header=true, "
+        f"delim={lit(delimiter)}, quote='\"', escape='\"', strict_mode=true, "
         f"null_padding=false, columns={{{columns}}})"
     )
     try:

@@ -35,6 +35,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mecdp.clean.rules import lit
 from mecdp.collect.events import AcceptedMessage, utc_now
 from mecdp.privacy.vault import Vault, seal_quarantine
 from mecdp.store import Store
@@ -113,10 +114,6 @@ _INSERT_QUARANTINE = (
     "INSERT INTO quarantine (source_id, origin, record_kind, ref, field, value, rule, reason, "
     f"payload, quarantined_at) SELECT * FROM {_QUARANTINE_VIEW}"
 )
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 _STOP = object()
@@ -476,10 +473,10 @@ class RawLogWriter:
             t[1] += res.accepted
             t[2] += res.quarantined
             t[3] += res.duplicates
-        common = f"{_sql_text(self._origin)}, {_sql_text(f'seq:{first_seq}')}"
-        logged_at = f"TIMESTAMP {_sql_text(now.isoformat(sep=' '))}"
+        common = f"{lit(self._origin)}, {lit(f'seq:{first_seq}')}"
+        logged_at = f"TIMESTAMP {lit(now.isoformat(sep=' '))}"
         rows = ", ".join(
-            f"({_sql_text(source_id)}, {common}, {int(received)}, {int(accepted)}, "
+            f"({lit(source_id)}, {common}, {int(received)}, {int(accepted)}, "
             f"{int(quarantined)}, {int(duplicates)}, {logged_at})"
             for source_id, (received, accepted, quarantined, duplicates) in totals.items()
         )

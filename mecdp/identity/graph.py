@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from mecdp.clean.rules import lit
 from mecdp.store.engine import Engine
 
 EDGES = "oneid_in_edges"
@@ -92,12 +93,6 @@ class GraphStats:
 
 def _noop(_: str) -> None:
     return None
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (quotes doubled; backslashes are literal in both dialects' SQL
-    as SQLGlot writes them)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def label_propagation(
@@ -188,8 +183,8 @@ def _pattern_test(engine: Engine) -> str:
     for row in patterns:
         by_type.setdefault(str(row["id_type"]), []).append(str(row["pattern"]))
     tests = [
-        f"(v.id_type = {_literal(t)} AND regexp_matches(v.id_value, "
-        f"{_literal('|'.join(f'(?:{p})' for p in ps))}))"
+        f"(v.id_type = {lit(t)} AND regexp_matches(v.id_value, "
+        f"{lit('|'.join(f'(?:{p})' for p in ps))}))"
         for t, ps in sorted(by_type.items())
     ]
     return " OR ".join(tests) or "FALSE"
