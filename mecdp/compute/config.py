@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mecdp.clean.rules import lit
 from mecdp.compute.clv import ClvConfig
 from mecdp.errors import InputError
 
@@ -261,9 +262,8 @@ class LayeringConfig(_Rules):
         return found.zh if lang == "zh" else found.en
 
 
-def sql_string(value: str) -> str:
-    """A rule value (from YAML) as a SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+# A rule value (from YAML) as a SQL string literal.
+sql_string = lit
 
 
 def sql_strings(values: list[str]) -> str:
